@@ -1,0 +1,1 @@
+"""HTTP surfaces: raw-ASGI hot paths and FastAPI routes for the rest."""

@@ -1,0 +1,164 @@
+"""build_app(gateway) -> the ASGI app; create_app() is the uvicorn factory each worker calls."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from llm_proxy import __version__
+from llm_proxy.api.openapi import chat_completions_path
+from llm_proxy.auth import ensure_master_key
+from llm_proxy.config.load import load_config, process_env
+from llm_proxy.errors import GatewayError, InvalidRequestError, NotFoundError
+from llm_proxy.gateway import Gateway
+from llm_proxy.observability.logging import setup_logging
+from llm_proxy.observability.middleware import GatewayMiddleware
+from llm_proxy.pipeline import chat_completions
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+
+
+def _error(err: GatewayError) -> Response:
+    return Response(
+        err.to_json(), status_code=err.status, media_type="application/json", headers=err.headers
+    )
+
+
+def build_fastapi(gw: Gateway) -> FastAPI:
+    """The framework app: health, metrics, docs and the error handlers that keep 4xx in OpenAI shape."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.get_running_loop().create_task(gw.watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await gw.aclose()
+
+    app = FastAPI(
+        title="llm-proxy",
+        version=__version__,
+        summary="An OpenAI-compatible LLM gateway.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error(NotFoundError("Unknown path.", code="unknown_url"))
+        err = InvalidRequestError(
+            str(exc.detail),
+            status=exc.status_code,
+            code="method_not_allowed" if exc.status_code == 405 else None,
+        )
+        return _error(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(x) for x in first.get("loc", ()) if x not in ("body", "query"))
+        return _error(
+            InvalidRequestError(str(first.get("msg", "invalid request")), param=loc or None)
+        )
+
+    @app.get("/health", tags=["health"])
+    async def health() -> Response:
+        """Seed 001's health document."""
+        return _json(
+            {
+                "status": "healthy",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "uptime": round(time.time() - gw.started, 3),
+                "version": gw.version,
+                "environment": gw.runtime.settings.environment,
+            }
+        )
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> Response:
+        """Seed 004's health document."""
+        s = gw.runtime.settings
+        return _json(
+            {
+                "status": "ok",
+                "uptime_seconds": round(time.time() - gw.started, 3),
+                "version": gw.version,
+                "rate_limit": {"enabled": False, "window_seconds": 60, "max_requests": 0},
+                "logging": {"enabled": s.log_requests, "level": s.log_level},
+                "cors": {"allow_origins": s.cors_allow_origins},
+                "concurrency": {
+                    "in_flight": gw.limiter.in_flight,
+                    "limit": gw.limiter.limit,
+                },
+                "config": {"reloads": gw.reloads, "providers": sorted(gw.runtime.providers)},
+            }
+        )
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, routes=app.routes, summary=app.summary
+            )
+            schema.setdefault("paths", {}).update(chat_completions_path())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def build_app(gw: Gateway) -> Any:
+    """FastAPI wrapped by the gateway middleware (with the hot paths) and CORS outermost."""
+    inner = build_fastapi(gw)
+    fast = {"/v1/chat/completions": chat_completions}  # POST only
+    app: Any = GatewayMiddleware(inner, gw, fast)
+    origins = gw.runtime.settings.cors_allow_origins
+    if origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "x-llm-proxy-provider"],
+            max_age=600,
+        )
+    return app
+
+
+def create_gateway(config_path: str | None, env: dict[str, str] | None = None) -> Gateway:
+    env = process_env() if env is None else env
+    loaded = load_config(config_path, env)
+    digest, _ = ensure_master_key(loaded.settings.master_key, loaded.settings.data_dir)
+    return Gateway(loaded, env, digest)
+
+
+def create_app() -> Any:
+    """uvicorn factory: reads LLM_PROXY_CONFIG (set by `llm-proxy serve`)."""
+    env = process_env()
+    gw = create_gateway(env.get("LLM_PROXY_CONFIG") or None, env)
+    setup_logging(gw.runtime.settings.log_level)
+    return build_app(gw)
+
+
+__all__ = ["build_app", "create_app", "create_gateway"]

@@ -1,0 +1,87 @@
+"""Gateway credentials: the master key (hashed at rest, compared in constant time)."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_proxy.errors import AuthenticationError
+from llm_proxy.runtime import hash_key
+
+KEY_FILE = "master_key.sha256"
+_HEADERS = (b"authorization", b"x-api-key", b"api-key")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling. Keys, teams and budgets hang off this in later stages."""
+
+    name: str
+    via: bytes  # the header that carried the gateway key
+
+
+MASTER = {h: Principal("master", h) for h in _HEADERS}
+
+
+def presented_keys(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    """(header, key) for each credential header present."""
+    out = []
+    for h in _HEADERS:
+        v = headers.get(h)
+        if v:
+            if h == b"authorization":
+                scheme, _, token = v.partition(b" ")
+                if scheme.lower() != b"bearer" or not token.strip():
+                    continue
+                v = token.strip()
+            out.append((h, v))
+    return out
+
+
+def authenticate(headers: dict[bytes, bytes], master_sha256: bytes) -> Principal:
+    """The caller's principal, or a 401 `invalid_api_key`.
+
+    Any credential header may carry the gateway key; the others (say, the user's own upstream
+    key in Authorization while the gateway key travels in X-API-Key) are left for forwarding.
+    """
+    found = presented_keys(headers)
+    if not found:
+        raise AuthenticationError(
+            "You didn't provide an API key. Provide it as 'Authorization: Bearer <key>', "
+            "'X-API-Key' or 'api-key'."
+        )
+    for header, key in found:
+        if hmac.compare_digest(hash_key(key.decode("latin-1")), master_sha256):
+            return MASTER[header]
+    raise AuthenticationError("Incorrect API key provided.")
+
+
+def new_key() -> str:
+    return "sk-llmp-" + secrets.token_urlsafe(32)
+
+
+def ensure_master_key(configured: str | None, data_dir: str) -> tuple[bytes, str | None]:
+    """(sha256 of the master key, the new key if one was generated now).
+
+    Only the hash is kept on disk (mode 0600); a generated key is shown once.
+    """
+    if configured:
+        return hash_key(configured), None
+    path = Path(data_dir) / KEY_FILE
+    try:
+        digest = bytes.fromhex(path.read_text().strip())
+        if len(digest) == 32:
+            return digest, None
+    except (OSError, ValueError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    digest = hash_key(key)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(digest.hex() + "\n")
+    os.chmod(path, 0o600)
+    return digest, key

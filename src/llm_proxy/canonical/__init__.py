@@ -1,0 +1,1 @@
+"""Our one vocabulary for requests: parsing and validation of client bodies."""

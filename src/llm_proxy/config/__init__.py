@@ -1,0 +1,1 @@
+"""Config: the typed schema, loading with ${ENV} expansion, and `llm-proxy check`."""

@@ -1,0 +1,45 @@
+"""`llm-proxy check`: every problem in the config and the environment it relies on, with locations."""
+
+from __future__ import annotations
+
+from llm_proxy.config.load import ConfigError, load_config, process_env
+from llm_proxy.providers.registry import SPECS
+
+
+def check_config(
+    path: str | None, env: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(problems, notes). Problems make `check` exit 1 (seed 003's validate_env, grown up)."""
+    env = process_env() if env is None else env
+    try:
+        loaded = load_config(path, env)
+    except ConfigError as e:
+        return e.problems, []
+    problems: list[str] = []
+    notes: list[str] = []
+    source = path or "<env>"
+    s = loaded.settings
+    for i, p in enumerate(s.providers):
+        where = f"{source}: providers[{i}] ({p.name})"
+        if p.api_key_env and not env.get(p.api_key_env):
+            problems.append(f"{where}.api_key_env: environment variable {p.api_key_env} is not set")
+        if (
+            p.type == "openai"
+            and not p.base_url
+            and (p.name not in SPECS or not SPECS[p.name].default_base_url)
+        ):
+            problems.append(
+                f"{where}.base_url: required for a provider of type openai not in the built-in list"
+            )
+    for name, is_set, where in loaded.env_refs:
+        notes.append(f"{where}: ${{{name}}} {'is set' if is_set else 'is not set (default used)'}")
+    for spec in SPECS.values():
+        var = next((v for v in spec.key_env if env.get(v)), None)
+        if var:
+            notes.append(f"env: provider {spec.name} enabled by {var}")
+    if not s.master_key:
+        notes.append(
+            "master key: none configured; one is generated on first start "
+            f"(hash kept in {s.data_dir}/master_key.sha256)"
+        )
+    return problems, notes

@@ -1,0 +1,201 @@
+"""OpenAI chat-completions wire format: to_upstream, from_upstream, from_upstream_chunk, errors.
+
+Pure functions over bytes and dicts: no network, no clock, no settings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from llm_proxy import errors as E
+from llm_proxy.formats.sse import DONE, encode
+
+_SECRETISH = re.compile(rb"(sk-|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Carried from chunk to chunk of one stream."""
+
+    public_model: str
+    rewrite_model: bool
+    client_wants_usage: bool
+    usage: dict[str, Any] | None = None
+    finished: bool = False  # a finish_reason was seen
+    done: bool = False  # [DONE] was seen
+    chunks: int = 0
+    errors: list[bytes] = field(default_factory=list)
+
+
+def to_upstream(
+    body: dict[str, Any], upstream_model: str, params: dict[str, Any], stream: bool
+) -> bytes:
+    """The client body with the upstream model id; deployment params fill what the client left out."""
+    out = {**params, **body} if params else dict(body)
+    out["model"] = upstream_model
+    if stream:
+        # Always ask for usage so the gateway can account; the extra chunk is dropped later.
+        so = out.get("stream_options")
+        if not (isinstance(so, dict) and so.get("include_usage")):
+            out["stream_options"] = {**(so if isinstance(so, dict) else {}), "include_usage": True}
+    return orjson.dumps(out)
+
+
+def from_upstream(raw: bytes, public_model: str) -> tuple[bytes, dict[str, Any] | None]:
+    """(body for the client, usage) from an upstream chat.completion."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
+    if not isinstance(doc, dict):
+        raise E.UpstreamError("The upstream provider returned an unexpected body.")
+    usage = doc.get("usage")
+    if doc.get("model") != public_model:
+        doc["model"] = public_model
+        raw = orjson.dumps(doc)
+    return raw, usage if isinstance(usage, dict) else None
+
+
+def _has_usage(data: bytes) -> bool:
+    i = data.find(b'"usage"')
+    if i < 0:
+        return False
+    j = i + 7
+    n = len(data)
+    while j < n and data[j] in b" \t:":
+        j += 1
+    return j < n and data[j] == 0x7B  # "{"
+
+
+def from_upstream_chunk(data: bytes, state: StreamState) -> bytes | None:
+    """One upstream SSE data payload -> the SSE bytes for the client (None: drop it)."""
+    state.chunks += 1
+    if data == b"[DONE]":
+        state.done = True
+        return DONE
+    if b'"finish_reason":"' in data or b'"finish_reason": "' in data:
+        state.finished = True
+    usage = _has_usage(data)
+    if not usage and not state.rewrite_model:
+        if data.startswith(b'{"error"'):
+            state.errors.append(data)
+        return encode(data)
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return encode(data)  # not ours to judge: pass it on untouched
+    if not isinstance(doc, dict):
+        return encode(data)
+    if usage and isinstance(doc.get("usage"), dict):
+        state.usage = doc["usage"]
+        if not state.client_wants_usage:
+            if not doc.get("choices"):
+                return None  # the usage-only chunk the client did not ask for
+            doc["usage"] = None
+            data = b""  # force re-encoding
+    if state.rewrite_model and doc.get("model") != state.public_model:
+        doc["model"] = state.public_model
+        data = b""
+    return encode(data or orjson.dumps(doc))
+
+
+def redact(text: bytes) -> bytes:
+    """Mask anything shaped like a key in upstream text before it reaches a client or a log."""
+    return _SECRETISH.sub(rb"\1***", text)
+
+
+_BY_STATUS: dict[int, type[E.GatewayError]] = {
+    400: E.InvalidRequestError,
+    404: E.NotFoundError,
+    408: E.UpstreamTimeoutError,
+    413: E.RequestTooLargeError,
+    422: E.InvalidRequestError,
+    429: E.RateLimitError,
+    503: E.ServiceUnavailableError,
+    504: E.UpstreamTimeoutError,
+}
+
+_CONTEXT_MARKERS = ("context_length_exceeded", "maximum context length", "context window")
+
+
+def from_upstream_error(
+    status: int,
+    raw: bytes,
+    headers: dict[str, str],
+    client_key_forwarded: bool = False,
+    exact_status: bool = False,
+) -> E.GatewayError:
+    """An upstream error body and status -> the GatewayError the client should see."""
+    err = _map_error(status, raw, headers, client_key_forwarded or exact_status)
+    if exact_status:
+        err.status = status  # the mock provider answers with exactly the status it was asked for
+    return err
+
+
+def _map_error(
+    status: int, raw: bytes, headers: dict[str, str], client_key_forwarded: bool
+) -> E.GatewayError:
+    message, code, param, etype = _parse_error(raw)
+    if not message:
+        message = f"The upstream provider answered HTTP {status}."
+    extra: dict[str, str] = {}
+    retry_after = headers.get("retry-after") or headers.get("Retry-After")
+    if retry_after:
+        extra["Retry-After"] = retry_after
+    low = message.lower()
+    if status == 400 and (
+        code == "context_length_exceeded" or any(m in low for m in _CONTEXT_MARKERS)
+    ):
+        return E.ContextLengthExceededError(message, param=param or "messages")
+    if status in (401, 403):
+        if client_key_forwarded:
+            auth_cls: type[E.GatewayError] = (
+                E.AuthenticationError if status == 401 else E.PermissionDeniedError
+            )
+            return auth_cls(message, param=param, code=code)
+        # Our own provider credentials were refused: not the client's fault, so not a 401.
+        return E.UpstreamError(
+            f"The upstream provider refused the gateway's credentials (HTTP {status}).",
+            code="upstream_auth_failed",
+        )
+    cls = _BY_STATUS.get(status)
+    if cls is None:
+        other: type[E.GatewayError] = (
+            E.UpstreamError if status >= 500 or status < 400 else E.InvalidRequestError
+        )
+        err = other(message, param=param, code=code or "upstream_error", headers=extra)
+        if 400 <= status < 500:
+            err.status = status
+        return err
+    err = cls(message, param=param, code=code or cls.code, headers=extra)
+    if etype and cls in (E.InvalidRequestError, E.NotFoundError):
+        err.type = etype
+    return err
+
+
+def _parse_error(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
+    text = redact(raw[:4000])
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text.decode("utf-8", "replace").strip()[:500], None, None, None
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(err, str):
+        return err[:500], None, None, None
+    if not isinstance(err, dict):
+        msg = doc.get("message") or doc.get("detail") if isinstance(doc, dict) else None
+        return (str(msg)[:500] if msg else ""), None, None, None
+
+    def s(v: Any) -> str | None:
+        return str(v) if v is not None else None
+
+    return (
+        str(err.get("message") or "")[:2000],
+        s(err.get("code")),
+        s(err.get("param")),
+        s(err.get("type")),
+    )

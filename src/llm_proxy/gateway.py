@@ -1,0 +1,105 @@
+"""The long-lived state one worker serves from: the current routing table, transports, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from llm_proxy import __version__
+from llm_proxy.config.load import ConfigError, LoadedConfig, load_config
+from llm_proxy.limits.concurrency import ConcurrencyLimiter
+from llm_proxy.providers.mock import MockTransport
+from llm_proxy.routing.router import Router
+from llm_proxy.runtime import Runtime, compile_runtime, diff
+from llm_proxy.upstream.client import AiohttpTransport, Transport
+
+log = logging.getLogger("llm_proxy")
+
+
+class Gateway:
+    """Holds one Router at a time; a reload swaps it in one assignment, so in-flight calls keep theirs."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        env: dict[str, str],
+        master_sha256: bytes,
+        overrides: dict[str, object] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.overrides = overrides or {}
+        self.env = env
+        self.master_sha256 = master_sha256
+        self.router = Router(compile_runtime(loaded.settings, env, master_sha256))
+        s = loaded.settings
+        self.limiter = ConcurrencyLimiter(
+            s.max_concurrent_requests, s.max_queued_requests, s.queue_timeout
+        )
+        self.http = AiohttpTransport()
+        self.mock = MockTransport()
+        self.started = time.time()
+        self.version = __version__
+        self.reloads = 0
+        self._stamp = _stamp(loaded.path)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.router.runtime
+
+    def transport(self, provider_type: str) -> Transport:
+        return self.mock if provider_type == "mock" else self.http  # type: ignore[return-value]
+
+    def reload(self) -> bool:
+        """Re-read the config file; swap on success, keep serving the old table on any problem."""
+        path = self.loaded.path
+        if path is None:
+            return False
+        try:
+            loaded = load_config(path, self.env, self.overrides)
+            runtime = compile_runtime(loaded.settings, self.env, self.master_sha256)
+        except ConfigError as e:
+            log.error(
+                "config reload rejected; still serving the previous config",
+                extra={"event": "config_reload_failed", "problems": e.problems},
+            )
+            return False
+        changes = diff(self.runtime, runtime)
+        self.loaded = loaded
+        self.router = Router(runtime)
+        s = loaded.settings
+        self.limiter.limit = s.max_concurrent_requests
+        self.limiter.max_waiting = s.max_queued_requests
+        self.limiter.timeout = s.queue_timeout
+        self.reloads += 1
+        log.info("config reloaded", extra={"event": "config_reloaded", "diff": changes})
+        keep = {p.pool for p in runtime.providers.values()}
+        grace = max(p.timeouts.total for p in runtime.providers.values())
+        asyncio.get_running_loop().create_task(self.http.retire(keep, grace))
+        return True
+
+    async def watch(self) -> None:
+        """Poll the config file; a changed stamp triggers reload()."""
+        path = self.loaded.path
+        if path is None:
+            return
+        while True:
+            await asyncio.sleep(self.loaded.settings.reload_interval)
+            stamp = _stamp(path)
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self.reload()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size

@@ -1,0 +1,1 @@
+"""Admission: concurrency caps now; rate limits and budgets arrive with the keys issue."""

@@ -1,0 +1,63 @@
+"""A concurrency cap with a bounded wait queue: the excess waits up to a timeout, then 503."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from llm_proxy.errors import ServiceUnavailableError
+
+
+class ConcurrencyLimiter:
+    """acquire() is synchronous when a slot is free (the common case costs no await)."""
+
+    __slots__ = ("_waiters", "in_flight", "limit", "max_waiting", "timeout")
+
+    def __init__(self, limit: int, max_waiting: int, timeout: float) -> None:
+        self.limit = limit  # 0 = unlimited
+        self.max_waiting = max_waiting
+        self.timeout = timeout
+        self.in_flight = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        if self.limit == 0 or (self.in_flight < self.limit and not self._waiters):
+            self.in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line if needed; ServiceUnavailableError when full or too slow."""
+        if self.try_acquire():
+            return
+        if len(self._waiters) >= self.max_waiting or self.timeout <= 0:
+            raise _busy()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, self.timeout)
+        except TimeoutError:
+            raise _busy() from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # we were handed a slot as we were cancelled: pass it on
+            raise
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot passes straight to the next in line
+                return
+        self.in_flight -= 1
+
+
+def _busy() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "The gateway is at its concurrency limit; retry shortly.",
+        code="too_many_concurrent_requests",
+        headers={"Retry-After": "1"},
+    )

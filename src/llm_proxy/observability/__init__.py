@@ -1,0 +1,1 @@
+"""Logs, the gateway middleware; metrics and traces arrive with the observability issue."""

@@ -1,0 +1,241 @@
+"""The chat request pipeline: authenticate -> validate -> admit -> route -> call -> relay -> record.
+
+Authentication runs in the gateway middleware (observability.middleware); the rest is here, one
+small function per stage. Later stages (cache, budgets, failover) slot in as new functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from llm_proxy import errors as E
+from llm_proxy.api.http import (
+    ClientDisconnected,
+    DisconnectWatch,
+    read_body,
+    send_error,
+    send_json,
+)
+from llm_proxy.auth import Principal
+from llm_proxy.canonical.chat import parse_json, validate_chat
+from llm_proxy.formats import openai_chat
+from llm_proxy.formats.sse import DONE, SSEDecoder, encode
+from llm_proxy.gateway import Gateway
+from llm_proxy.observability.logging import record_call
+from llm_proxy.routing.router import Router
+from llm_proxy.runtime import Deployment
+from llm_proxy.upstream.client import UpstreamResponse
+
+_SSE_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What the record stage keeps about one call (logs now; spend and traces later)."""
+
+    request_id: str
+    started: float
+    model: str | None = None
+    provider: str | None = None
+    upstream_model: str | None = None
+    stream: bool = False
+    status: int = 0
+    usage: dict[str, Any] | None = None
+    chunks: int = 0
+    disconnected: bool = False
+    error: str | None = None
+
+
+async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """POST /v1/chat/completions, plain or streamed."""
+    router = gw.router  # one table for the whole call, whatever a reload does meanwhile
+    settings = router.runtime.settings
+    headers: dict[bytes, bytes] = dict(scope["headers"])
+    st = scope["state"]
+    rec = CallRecord(request_id=st["request_id"], started=time.perf_counter())
+    started = [False]
+    try:
+        raw = await read_body(
+            receive, headers, settings.max_request_bytes, settings.body_read_timeout
+        )
+        body = validate_chat(parse_json(raw))
+        rec.model, rec.stream = body["model"], bool(body.get("stream"))
+        await gw.limiter.acquire()
+        try:
+            deployment = route(router, body, headers)[0]
+            rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
+            await call_and_relay(
+                gw, deployment, body, headers, st["principal"], receive, send, rec, started
+            )
+        finally:
+            gw.limiter.release()
+    except E.GatewayError as err:
+        rec.status, rec.error = err.status, err.code or err.type
+        if not started[0]:
+            await send_error(send, err)
+    except ClientDisconnected:
+        rec.status, rec.disconnected = 499, True
+    finally:
+        if settings.log_requests:
+            record_call(rec)
+
+
+def route(
+    router: Router, body: dict[str, Any], headers: dict[bytes, bytes]
+) -> tuple[Deployment, ...]:
+    """The model (and X-Provider, seed 000) -> candidate deployments."""
+    forced = headers.get(b"x-provider")
+    return router.resolve(body["model"], forced.decode("latin-1").strip() if forced else None)
+
+
+def _upstream_headers(
+    deployment: Deployment, headers: dict[bytes, bytes], principal: Principal
+) -> tuple[dict[str, str], bool]:
+    p = deployment.provider
+    if p.forward_client_key and principal.via != b"authorization":
+        # Seed 004's precedence: the client's own Authorization (not our gateway key) wins.
+        own = headers.get(b"authorization")
+        if own:
+            return {**p.headers, "Authorization": own.decode("latin-1")}, True
+    return p.headers, False
+
+
+async def call(
+    gw: Gateway,
+    deployment: Deployment,
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    stream: bool,
+) -> UpstreamResponse:
+    """Send one attempt upstream; an upstream error status becomes a typed GatewayError."""
+    p = deployment.provider
+    payload = openai_chat.to_upstream(body, deployment.model, deployment.params, stream)
+    up_headers, forwarded = _upstream_headers(deployment, headers, principal)
+    resp = await gw.transport(p.type).send(
+        p.pool, p.chat_url, up_headers, payload, p.timeouts, p.max_connections
+    )
+    if resp.status >= 400:
+        raw = await resp.read()
+        raise openai_chat.from_upstream_error(
+            resp.status, raw, dict(resp.headers), forwarded, exact_status=p.type == "mock"
+        )
+    return resp
+
+
+async def call_and_relay(
+    gw: Gateway,
+    deployment: Deployment,
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    receive: Any,
+    send: Any,
+    rec: CallRecord,
+    started: list[bool],
+) -> None:
+    """Call upstream and relay the answer; a client disconnect cancels the upstream call at once."""
+    watch = DisconnectWatch(receive)
+    try:
+        resp = await call(gw, deployment, body, headers, principal, rec.stream)
+        provider = deployment.provider.name.encode()
+        if rec.stream:
+            await relay_stream(resp, body, provider, send, rec, started)
+        else:
+            await relay_plain(resp, body["model"], provider, send, rec)
+        started[0] = True
+    except asyncio.CancelledError:
+        if not watch.disconnected:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        rec.status, rec.disconnected = 499, True
+    finally:
+        watch.stop()
+
+
+async def relay_plain(
+    resp: UpstreamResponse, public_model: str, provider: bytes, send: Any, rec: CallRecord
+) -> None:
+    raw = await resp.read()
+    out, rec.usage = openai_chat.from_upstream(raw, public_model)
+    rec.status = 200
+    await send_json(
+        send,
+        200,
+        out,
+        [(b"content-type", b"application/json"), (b"x-llm-proxy-provider", provider)],
+    )
+
+
+async def relay_stream(
+    resp: UpstreamResponse,
+    body: dict[str, Any],
+    provider: bytes,
+    send: Any,
+    rec: CallRecord,
+    started: list[bool],
+) -> None:
+    """Relay SSE as it arrives (one write per upstream read), ending with [DONE] or an error event."""
+    ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
+    if "text/event-stream" not in ctype:
+        raw = await resp.read()
+        raise E.UpstreamError(
+            f"The upstream provider did not stream (content-type {ctype!r}).",
+            details={"body": openai_chat.redact(raw[:200]).decode("utf-8", "replace")},
+        )
+    so = body.get("stream_options")
+    state = openai_chat.StreamState(
+        public_model=body["model"],
+        rewrite_model=False,
+        client_wants_usage=isinstance(so, dict) and bool(so.get("include_usage")),
+    )
+    state.rewrite_model = rec.upstream_model != state.public_model
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*_SSE_HEADERS, (b"x-llm-proxy-provider", provider)],
+        }
+    )
+    started[0] = True
+    rec.status = 200
+    dec = SSEDecoder()
+    tail = b""
+    try:
+        async for chunk in resp.iter_chunks():
+            out = [b for d in dec.feed(chunk) if (b := openai_chat.from_upstream_chunk(d, state))]
+            if out:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+        rest = [b for d in dec.flush() if (b := openai_chat.from_upstream_chunk(d, state))]
+        tail = b"".join(rest)
+        if not state.done:
+            tail += (
+                DONE
+                if state.finished
+                else _stream_error(
+                    E.UpstreamError(
+                        "The upstream stream ended before the response was complete.",
+                        code="upstream_stream_truncated",
+                    )
+                )
+            )
+    except E.GatewayError as err:
+        rec.status, rec.error = err.status, err.code or err.type
+        tail = _stream_error(err)
+    finally:
+        resp.close()
+        rec.usage, rec.chunks = state.usage, state.chunks
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _stream_error(err: E.GatewayError) -> bytes:
+    return encode(err.to_json())

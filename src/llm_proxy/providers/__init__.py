@@ -1,0 +1,1 @@
+"""Provider metadata (registry), auth, and the built-in mock provider."""

@@ -1,0 +1,75 @@
+"""Resolve a requested model to deployments: exact name, provider/model, prefix rules, X-Provider."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from llm_proxy.errors import ModelNotFoundError
+from llm_proxy.runtime import Deployment, Runtime
+
+_CACHE_MAX = 4096
+
+
+class Router:
+    """Resolves against one Runtime; a reload makes a new Router, so the cache never goes stale."""
+
+    __slots__ = ("_cache", "runtime")
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._cache: dict[tuple[str, str | None], tuple[Deployment, ...]] = {}
+
+    def resolve(self, model: str, forced_provider: str | None = None) -> tuple[Deployment, ...]:
+        """Candidates in order; raises ModelNotFoundError (404 model_not_found)."""
+        key = (model, forced_provider)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        found = self._resolve(model, forced_provider)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _provider(self, name: str, model: str) -> tuple[Deployment, ...]:
+        rt = self.runtime
+        p = rt.providers.get(name)
+        if p is None:
+            hint = rt.missing_hints.get(name)
+            extra = f" ({hint})" if hint else ""
+            raise ModelNotFoundError(
+                f"The model '{model}' maps to provider '{name}', which is not configured{extra}.",
+                param="model",
+            )
+        return (Deployment(provider=p, model=model, params={}),)
+
+    def _resolve(self, model: str, forced: str | None) -> tuple[Deployment, ...]:
+        rt = self.runtime
+        if forced:
+            if forced not in rt.providers:
+                raise ModelNotFoundError(
+                    f"The provider '{forced}' named by X-Provider is not configured.",
+                    param="X-Provider",
+                    code="provider_not_found",
+                )
+            own = [d for d in rt.models.get(model, ()) if d.provider.name == forced]
+            if own:
+                return tuple(own)
+            prefix, sep, rest = model.partition("/")
+            return self._provider(forced, rest if sep and prefix == forced else model)
+        exact = rt.models.get(model)
+        if exact:
+            return exact
+        prefix, sep, rest = model.partition("/")
+        if sep and rest and prefix in rt.providers:
+            return self._provider(prefix, rest)
+        for pattern, provider in rt.rules:
+            if fnmatchcase(model, pattern):
+                return self._provider(provider, model)
+        default = rt.settings.default_provider
+        if default:
+            return self._provider(default, model)
+        raise ModelNotFoundError(
+            f"The model '{model}' does not exist or you do not have access to it.",
+            param="model",
+        )

@@ -1,0 +1,204 @@
+"""The compiled, frozen routing table built from Settings; a reload swaps the whole object."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_proxy.config.schema import ProviderConfig, Settings, Timeouts
+from llm_proxy.providers.registry import BUILTIN_RULES, SPECS, ProviderSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    type: str
+    format: str
+    base_url: str
+    chat_url: str
+    timeouts: Timeouts
+    max_connections: int
+    forward_client_key: bool
+    # Static headers sent on every call: auth first, then extras. Never logged.
+    headers: dict[str, str] = field(repr=False)
+    key_hint: str = ""  # which setting the key came from, for error messages
+    pool: str = ""  # connection-pool key: a new base URL gets a fresh pool
+
+    def __post_init__(self) -> None:
+        if not self.pool:
+            object.__setattr__(self, "pool", f"{self.name}|{self.base_url}")
+
+    def fingerprint(self) -> str:
+        """A digest of everything that changes behaviour (for reload diffs; hides secrets)."""
+        raw = repr(
+            (
+                self.type,
+                self.base_url,
+                self.timeouts,
+                self.forward_client_key,
+                sorted(self.headers.items()),
+                self.max_connections,
+            )
+        )
+        return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: Provider
+    model: str  # upstream model id
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    providers: dict[str, Provider]
+    models: dict[str, tuple[Deployment, ...]]
+    rules: tuple[tuple[str, str], ...]  # (glob, provider name), first match wins
+    master_key_sha256: bytes = field(repr=False)
+    # Providers a rule may name but which are off, with the variable that would switch them on.
+    missing_hints: dict[str, str] = field(default_factory=dict)
+
+
+def hash_key(key: str) -> bytes:
+    """The at-rest and compare form of an API key."""
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _timeouts(settings: Settings, own: Timeouts | None) -> Timeouts:
+    if own is not None:
+        return own
+    return Timeouts(
+        connect=settings.connect_timeout,
+        first_byte=min(settings.first_byte_timeout, settings.request_timeout),
+        total=settings.request_timeout,
+    )
+
+
+def _auth_headers(spec_auth: str, key: str | None) -> dict[str, str]:
+    base = {"Content-Type": "application/json"}
+    if key and spec_auth == "bearer":
+        base["Authorization"] = f"Bearer {key}"
+    return base
+
+
+def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) -> Provider:
+    spec = SPECS.get(pc.name) if pc.type == "openai" else SPECS["mock"]
+    key = pc.api_key
+    hint = "api_key" if key else ""
+    if not key and pc.api_key_env:
+        key = env.get(pc.api_key_env) or None
+        hint = pc.api_key_env
+    base = pc.base_url or (spec.default_base_url if spec else None) or ""
+    if pc.type == "mock":
+        base = "mock://local"
+    headers = {**_auth_headers("bearer" if pc.type == "openai" else "none", key), **pc.headers}
+    return Provider(
+        name=pc.name,
+        type=pc.type,
+        format="openai",
+        base_url=base,
+        chat_url=f"{base}/chat/completions",
+        timeouts=_timeouts(settings, pc.timeouts),
+        max_connections=pc.max_connections,
+        forward_client_key=pc.forward_client_key,
+        headers=headers,
+        key_hint=hint,
+    )
+
+
+def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Provider | None:
+    key_var = next((v for v in spec.key_env if env.get(v)), None)
+    url_var = next((v for v in spec.base_url_env if env.get(v)), None)
+    if spec.key_required and key_var is None:
+        return None
+    if not spec.key_required and url_var is None:
+        return None
+    base = (env[url_var] if url_var else spec.default_base_url or "").rstrip("/")
+    key = env[key_var] if key_var else None
+    return Provider(
+        name=spec.name,
+        type="openai",
+        format=spec.format,
+        base_url=base,
+        chat_url=f"{base}/chat/completions",
+        timeouts=_timeouts(settings, None),
+        max_connections=256,
+        forward_client_key=False,
+        headers={**_auth_headers(spec.auth, key), **spec.default_headers},
+        key_hint=key_var or "",
+    )
+
+
+def _mock(settings: Settings) -> Provider:
+    return Provider(
+        name="mock",
+        type="mock",
+        format="openai",
+        base_url="mock://local",
+        chat_url="mock://local/chat/completions",
+        timeouts=_timeouts(settings, None),
+        max_connections=1,
+        forward_client_key=False,
+        headers={},
+    )
+
+
+def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: bytes) -> Runtime:
+    """Settings + environment -> the frozen table the request path reads."""
+    providers: dict[str, Provider] = {"mock": _mock(settings)}
+    hints: dict[str, str] = {}
+    for spec in SPECS.values():
+        if spec.name == "mock":
+            continue
+        p = _from_env(spec, settings, env)
+        if p is not None:
+            providers[p.name] = p
+        else:
+            var = spec.key_env[0] if spec.key_required else spec.base_url_env[0]
+            hints[spec.name] = f"set {var} to enable it"
+    for pc in settings.providers:
+        if pc.enabled:
+            providers[pc.name] = _from_config(pc, settings, env)
+            hints.pop(pc.name, None)
+    for later in ("anthropic", "gemini", "vertex", "azure", "cohere", "bedrock"):
+        hints.setdefault(later, "this provider type is not supported yet")
+    models = {
+        m.name: tuple(
+            Deployment(provider=providers[d.provider], model=d.model, params=dict(d.params))
+            for d in m.deployments
+            if d.provider in providers
+        )
+        for m in settings.models
+    }
+    rules = (*settings.model_provider_map.items(), *BUILTIN_RULES)
+    return Runtime(
+        settings=settings,
+        providers=providers,
+        models={k: v for k, v in models.items() if v},
+        rules=tuple(rules),
+        master_key_sha256=master_sha256,
+        missing_hints=hints,
+    )
+
+
+def diff(old: Runtime, new: Runtime) -> dict[str, list[str]]:
+    """Models and providers added, removed and changed between two runtimes."""
+
+    def prov(r: Runtime) -> dict[str, str]:
+        return {n: p.fingerprint() for n, p in r.providers.items()}
+
+    def mods(r: Runtime) -> dict[str, str]:
+        return {
+            n: repr([(d.provider.name, d.model, sorted(d.params.items())) for d in ds])
+            for n, ds in r.models.items()
+        }
+
+    out: dict[str, list[str]] = {}
+    for kind, a, b in (("providers", prov(old), prov(new)), ("models", mods(old), mods(new))):
+        out[f"{kind}_added"] = sorted(set(b) - set(a))
+        out[f"{kind}_removed"] = sorted(set(a) - set(b))
+        out[f"{kind}_changed"] = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+    return out

@@ -1,0 +1,80 @@
+"""uvicorn with uvloop + httptools, and a protocol whose parse errors answer in JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httptools
+import uvicorn
+from typing_extensions import override
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """Caps the request head (431) and answers malformed HTTP with an OpenAI-shaped JSON 400."""
+
+    _head_bytes = 0
+    _head_too_large = False
+
+    @override
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    @override
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    @override
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        super().on_header(name, value)
+
+    def _count(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEADER_BYTES:
+            self._head_too_large = True
+            raise httptools.HttpParserError("request head too large")
+
+    @override
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            status, message, code = (
+                b"431 Request Header Fields Too Large",
+                f"The request line and headers exceed {MAX_HEADER_BYTES} bytes.",
+                "request_header_too_large",
+            )
+        else:
+            status, message, code = b"400 Bad Request", "Malformed HTTP request.", "invalid_http"
+        body = (
+            b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error",'
+            b'"param":null,"code":"' + code.encode() + b'"}}'
+        )
+        self.transport.write(
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()
+
+
+def run(host: str, port: int, workers: int, log_level: str) -> None:
+    """Serve the app factory (each worker builds its own gateway)."""
+    kwargs: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "factory": True,
+        "loop": "uvloop",
+        "http": "llm_proxy.server:GatewayHttpProtocol",
+        "access_log": False,
+        "log_config": None,
+        "log_level": log_level.lower(),
+        "server_header": False,
+        "date_header": True,
+        "timeout_keep_alive": 30,
+        "backlog": 4096,
+    }
+    uvicorn.run("llm_proxy.app:create_app", **kwargs)

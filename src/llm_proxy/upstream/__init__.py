@@ -1,0 +1,1 @@
+"""Upstream HTTP: one small transport interface, implemented on pooled aiohttp sessions."""

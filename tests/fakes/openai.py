@@ -1,0 +1,361 @@
+"""A fake OpenAI chat-completions server (raw ASGI) that fails on command.
+
+Wire format from the OpenAI API reference, "Create chat completion" and "The chat completion
+chunk object": https://platform.openai.com/docs/api-reference/chat/create and
+https://platform.openai.com/docs/api-reference/chat-streaming (also ../shared/specs/openai-openapi.yaml,
+CreateChatCompletionResponse / CreateChatCompletionStreamResponse / ErrorResponse).
+
+The scenario is picked by the upstream model id the gateway sends (so a gateway config maps a
+public model to a scenario), or by an `X-Fake-Scenario` header set in the provider's headers:
+  fake-plain (default)  echo "fake: <last user text>" with usage
+  fake-tool             one tool call to get_weather
+  fake-error-<status>   an OpenAI error body with that status (429/503 carry Retry-After: 2)
+  fake-hang             never answers (until the client goes away)
+  fake-slow             answers after `fake_delay` seconds (body field), watching for disconnect
+  fake-badjson          200 with a body that is not JSON
+  fake-truncate         a stream that stops after two chunks without finish_reason or [DONE]
+  fake-midstream-error  a stream with an error event after one chunk
+Streams (stream: true) send one chunk per word with `fake_delay` seconds between chunks, a final
+chunk with finish_reason, a usage chunk when stream_options.include_usage, then [DONE].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+    raw: bytes
+
+
+@dataclass
+class FakeOpenAI:
+    requests: list[Seen] = field(default_factory=list)
+    disconnects: list[str] = field(default_factory=list)  # model ids whose client went away
+    chunks_sent: list[int] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.disconnects.clear()
+        self.chunks_sent.clear()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        raw = b""
+        while True:
+            msg = await receive()
+            raw += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        self.requests.append(Seen(scope["method"], scope["path"], headers, body, raw))
+        if scope["path"].endswith("/models"):
+            await _json(
+                send,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": "fake-plain", "object": "model", "created": 0, "owned_by": "fake"}
+                    ],
+                },
+            )
+            return
+        if not scope["path"].endswith("/chat/completions") or body is None:
+            await _json(send, 404, _err("Unknown path or body", "invalid_request_error", None))
+            return
+        model = headers.get("x-fake-scenario") or str(body.get("model", "fake-plain"))
+        await self._answer(model, body, receive, send)
+
+    async def _answer(self, model: str, body: dict[str, Any], receive: Any, send: Any) -> None:
+        delay = float(body.get("fake_delay") or 0)
+        if model.startswith("fake-error-"):
+            status = int(model.removeprefix("fake-error-"))
+            hdrs = [(b"retry-after", b"2")] if status in (429, 503) else []
+            etype = {
+                400: "invalid_request_error",
+                401: "invalid_request_error",
+                404: "invalid_request_error",
+                429: "requests",
+            }.get(status, "server_error")
+            code = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}.get(
+                status
+            )
+            msg = f"fake upstream error {status}"
+            if status == 400 and body.get("fake_context"):
+                msg, code = (
+                    "This model's maximum context length is 8 tokens.",
+                    "context_length_exceeded",
+                )
+            if status == 401:
+                msg = "Incorrect API key provided: sk-upstr**********cret."
+            await _json(send, status, _err(msg, etype, code), hdrs)
+            return
+        if model in ("fake-hang", "fake-slow"):
+            wait = 3600.0 if model == "fake-hang" else delay
+            if await _wait_or_disconnect(receive, wait):
+                self.disconnects.append(model)
+                return
+        if model == "fake-badjson":
+            await _raw(send, 200, b"<html>not json</html>", b"application/json")
+            return
+        if body.get("stream"):
+            await self._stream(model, body, receive, send, delay)
+            return
+        await _json(send, 200, _completion(model, body))
+
+    async def _stream(
+        self, model: str, body: dict[str, Any], receive: Any, send: Any, delay: float
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        so = body.get("stream_options") or {}
+        with_usage = bool(so.get("include_usage"))
+        doc = _completion(model, body)
+        base = {
+            "id": doc["id"],
+            "object": "chat.completion.chunk",
+            "created": doc["created"],
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
+        if with_usage:
+            base["usage"] = None
+        events: list[dict[str, Any]] = [
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        ]
+        msg = doc["choices"][0]["message"]
+        if msg.get("tool_calls"):
+            tc = msg["tool_calls"][0]
+            args = tc["function"]["arguments"]
+            events.append(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {
+                                "tool_calls": [
+                                    {
+                                        "index": 0,
+                                        "id": tc["id"],
+                                        "type": "function",
+                                        "function": {
+                                            "name": tc["function"]["name"],
+                                            "arguments": "",
+                                        },
+                                    }
+                                ]
+                            },
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+            for part in (args[: len(args) // 2], args[len(args) // 2 :]):
+                events.append(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {
+                                    "tool_calls": [{"index": 0, "function": {"arguments": part}}]
+                                },
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
+            finish = "tool_calls"
+        else:
+            words = msg["content"].split(" ")
+            for i, w in enumerate(words):
+                events.append(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"content": w if i == 0 else " " + w},
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
+            finish = "stop"
+        events.append(
+            {
+                **base,
+                "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+        if with_usage:
+            events.append({**base, "choices": [], "usage": doc["usage"]})
+        sent = 0
+        for i, ev in enumerate(events):
+            if model == "fake-truncate" and i == 2:
+                break
+            if model == "fake-midstream-error" and i == 2:
+                err = _err(
+                    "The server had an error while processing your request.", "server_error", None
+                )
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + orjson.dumps(err) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+                break
+            if delay and i and await _wait_or_disconnect(receive, delay):
+                self.disconnects.append(model)
+                self.chunks_sent.append(sent)
+                return
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + orjson.dumps(ev) + b"\n\n",
+                    "more_body": True,
+                }
+            )
+            sent += 1
+        else:
+            await send(
+                {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True}
+            )
+        self.chunks_sent.append(sent)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_or_disconnect(receive: Any, seconds: float) -> bool:
+    """Sleep; True if the client disconnected meanwhile."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    return True
+    except TimeoutError:
+        return False
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for m in reversed(body.get("messages") or []):
+        if m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, list):
+                return " ".join(p.get("text", "") for p in c if p.get("type") == "text")
+            return str(c)
+    return ""
+
+
+def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
+    text = _last_user_text(body)
+    message: dict[str, Any] = {"role": "assistant", "content": f"fake: {text}", "refusal": None}
+    finish = "stop"
+    if model == "fake-tool" or (body.get("tools") and body.get("tool_choice") == "required"):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "tool_calls": [
+                {
+                    "id": "call_fake123",
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": '{"city": "Paris", "unit": "c"}',
+                    },
+                }
+            ],
+        }
+        finish = "tool_calls"
+    prompt = sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
+    completion = len((message.get("content") or "x y z").split())
+    return {
+        "id": "chatcmpl-fake0001",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
+    }
+
+
+def _err(message: str, etype: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": etype, "param": None, "code": code}}
+
+
+async def _json(
+    send: Any, status: int, doc: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await _raw(send, status, orjson.dumps(doc), b"application/json", headers)
+
+
+async def _raw(
+    send: Any,
+    status: int,
+    body: bytes,
+    ctype: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", ctype), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
