@@ -57,8 +57,8 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     """POST /v1/chat/completions, plain or streamed."""
     router = gw.router  # one table for the whole call, whatever a reload does meanwhile
     settings = router.runtime.settings
-    headers: dict[bytes, bytes] = dict(scope["headers"])
     st = scope["state"]
+    headers: dict[bytes, bytes] = st["headers"]
     rec = CallRecord(request_id=st["request_id"], started=time.perf_counter())
     started = [False]
     try:
@@ -198,7 +198,8 @@ async def relay_stream(
         rewrite_model=False,
         client_wants_usage=isinstance(so, dict) and bool(so.get("include_usage")),
     )
-    state.rewrite_model = rec.upstream_model != state.public_model
+    state.upstream_model = rec.upstream_model or ""
+    state.rewrite_model = state.upstream_model != state.public_model
     await send(
         {
             "type": "http.response.start",
@@ -209,18 +210,25 @@ async def relay_stream(
     started[0] = True
     rec.status = 200
     dec = SSEDecoder()
+    translate = openai_chat.from_upstream_chunk
     tail = b""
     try:
         async for chunk in resp.iter_chunks():
-            out = [b for d in dec.feed(chunk) if (b := openai_chat.from_upstream_chunk(d, state))]
+            out = [p for d in dec.feed(chunk) if (p := translate(d, state)) is not None]
             if out:
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-        rest = [b for d in dec.flush() if (b := openai_chat.from_upstream_chunk(d, state))]
-        tail = b"".join(rest)
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": openai_chat.frame(out),
+                        "more_body": True,
+                    }
+                )
+        rest = [p for d in dec.flush() if (p := translate(d, state)) is not None]
+        tail = openai_chat.frame(rest) if rest else b""
         if not state.done:
             tail += (
                 DONE
-                if state.finished
+                if state.finished()
                 else _stream_error(
                     E.UpstreamError(
                         "The upstream stream ended before the response was complete.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httptools
@@ -10,18 +11,41 @@ from typing_extensions import override
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEADER_BYTES = 64 * 1024
+# httptools hands a header to on_header only once its line ends, buffering the value meanwhile;
+# so the raw bytes of a head still incomplete after a read are capped too (with room for the
+# ": " and CRLF framing the parsed count leaves out).
+MAX_RAW_HEAD_BYTES = 2 * MAX_HEADER_BYTES
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
     """Caps the request head (431) and answers malformed HTTP with an OpenAI-shaped JSON 400."""
 
-    _head_bytes = 0
+    _head_bytes = 0  # request target + header names and values, as parsed
+    _head_raw = 0  # bytes read while the head was incomplete (from the read after it began)
+    _in_head = False
     _head_too_large = False
+
+    @override
+    def data_received(self, data: bytes) -> None:
+        continuing = self._in_head
+        super().data_received(data)
+        if continuing and self._in_head and not self.transport.is_closing():
+            self._head_raw += len(data)
+            if self._head_raw > MAX_RAW_HEAD_BYTES:
+                self._head_too_large = True
+                self.send_400_response("request head too large")
 
     @override
     def on_message_begin(self) -> None:
         self._head_bytes = 0
+        self._head_raw = 0
+        self._in_head = True
         super().on_message_begin()
+
+    @override
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
 
     @override
     def on_url(self, url: bytes) -> None:
@@ -53,10 +77,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             b'{"error":{"message":"' + message.encode() + b'","type":"invalid_request_error",'
             b'"param":null,"code":"' + code.encode() + b'"}}'
         )
-        self.transport.write(
-            b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
-        )
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started or cycle.response_complete:
+            # (Mid-response, e.g. garbage pipelined behind a good request: just close, never
+            # splice an error into the body being sent.)
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n"
+                b"x-request-id: " + os.urandom(16).hex().encode() + b"\r\n"
+                b"connection: close\r\n\r\n" + body
+            )
         self.transport.close()
 
 

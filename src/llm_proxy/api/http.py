@@ -74,7 +74,12 @@ def dumps(obj: Any) -> bytes:
 
 
 class DisconnectWatch:
-    """Cancels the current task when the client disconnects (for plain and streamed calls alike)."""
+    """Cancels the current task when the client disconnects (for plain and streamed calls alike).
+
+    stop() does not cancel the watcher: once the response completes, the server's receive()
+    returns http.disconnect by itself and the watcher ends. Cancelling it instead would leave a
+    CancelledError/traceback reference cycle per request for the garbage collector.
+    """
 
     __slots__ = ("_task", "_watcher", "disconnected", "finished")
 
@@ -91,8 +96,9 @@ class DisconnectWatch:
                 if not self.finished and self._task is not None:
                     self.disconnected = True
                     self._task.cancel()
+                self._task = None
                 return
 
     def stop(self) -> None:
         self.finished = True
-        self._watcher.cancel()
+        self._task = None

@@ -25,6 +25,9 @@ _RANGES: dict[str, tuple[float, float]] = {
 _INTS = frozenset({"n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed"})
 _BOOLS = ("stream", "logprobs", "parallel_tool_calls", "store")
 _OBJECTS = ("response_format", "stream_options", "metadata", "logit_bias", "prediction", "audio")
+# orjson parses up to 1024 levels but serializes at most 254; anything deeper could be read but
+# not forwarded, so it is refused here. Only bodies with this many brackets can be that deep.
+_MAX_DEPTH = 254
 
 
 def _bad(message: str, param: str | None, code: str = "invalid_value") -> InvalidRequestError:
@@ -36,9 +39,19 @@ def parse_json(raw: bytes) -> Any:
     if not raw:
         raise _bad("The request body is empty; expected a JSON object.", None, "invalid_json")
     try:
-        return orjson.loads(raw)
+        doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise _bad(f"The request body is not valid JSON: {e}.", None, "invalid_json") from None
+    if raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH:
+        try:
+            orjson.dumps(doc)  # C speed; fails exactly when the body is nested too deeply
+        except orjson.JSONEncodeError:
+            raise _bad(
+                f"The request body is nested more than {_MAX_DEPTH} levels deep.",
+                None,
+                "invalid_json",
+            ) from None
+    return doc
 
 
 def _is_num(v: Any) -> bool:
@@ -109,6 +122,14 @@ def _check_messages(messages: Any) -> None:
         if not isinstance(msg, dict):
             raise _bad(f"'{where}' must be an object.", where, "invalid_type")
         role = msg.get("role")
+        if role is None:
+            raise _bad(
+                f"Missing required parameter: '{where}.role'.",
+                f"{where}.role",
+                "missing_required_parameter",
+            )
+        if not isinstance(role, str):
+            raise _bad(f"'{where}.role' must be a string.", f"{where}.role", "invalid_type")
         if role not in ROLES:
             raise _bad(
                 f"'{where}.role' must be one of {sorted(ROLES)}, got {role!r}.", f"{where}.role"
@@ -133,8 +154,10 @@ def _check_tools(body: dict[str, Any]) -> None:
         if not isinstance(tools, list):
             raise _bad("'tools' must be an array.", "tools", "invalid_type")
         for i, t in enumerate(tools):
-            fn = t.get("function") if isinstance(t, dict) else None
-            if not isinstance(t, dict) or not isinstance(t.get("type"), str):
+            if not isinstance(t, dict):
+                raise _bad(f"'tools[{i}]' must be an object.", f"tools[{i}]", "invalid_type")
+            fn = t.get("function")
+            if not isinstance(t.get("type"), str):
                 raise _bad(f"'tools[{i}]' must be an object with a 'type'.", f"tools[{i}]")
             if t["type"] == "function" and not (isinstance(fn, dict) and fn.get("name")):
                 raise _bad(
@@ -156,7 +179,9 @@ def validate_chat(body: Any) -> dict[str, Any]:
     model = body.get("model")
     if model is None:
         raise _bad("Missing required parameter: 'model'.", "model", "missing_required_parameter")
-    if not isinstance(model, str) or not model or len(model) > 256:
+    if not isinstance(model, str):
+        raise _bad("'model' must be a string.", "model", "invalid_type")
+    if not model or len(model) > 256:
         raise _bad("'model' must be a non-empty string (at most 256 characters).", "model")
     _check_messages(body.get("messages"))
     for name in _RANGES.keys() & body.keys():

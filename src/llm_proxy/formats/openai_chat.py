@@ -6,13 +6,12 @@ Pure functions over bytes and dicts: no network, no clock, no settings.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from llm_proxy import errors as E
-from llm_proxy.formats.sse import DONE, encode
 
 _SECRETISH = re.compile(rb"(sk-|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
 
@@ -24,11 +23,31 @@ class StreamState:
     public_model: str
     rewrite_model: bool
     client_wants_usage: bool
+    upstream_model: str = ""
     usage: dict[str, Any] | None = None
-    finished: bool = False  # a finish_reason was seen
     done: bool = False  # [DONE] was seen
     chunks: int = 0
-    errors: list[bytes] = field(default_factory=list)
+    # The last two payloads: a finish_reason there means a stream that only lacks [DONE].
+    prev: bytes = b""
+    last: bytes = b""
+    _needle: bytes = b""
+    _repl: bytes = b""
+
+    def finished(self) -> bool:
+        """Whether a finish_reason was seen at the end of the stream."""
+        return any(
+            b'"finish_reason":"' in d or b'"finish_reason": "' in d for d in (self.prev, self.last)
+        )
+
+    def model_swap(self) -> tuple[bytes, bytes]:
+        """(`"model":"<upstream>"`, `"model":"<public>"`): a byte-level rewrite for compact JSON.
+
+        Safe because `":"` with bare quotes cannot occur inside a JSON string (quotes are escaped).
+        """
+        if not self._needle:
+            self._needle = b'"model":' + orjson.dumps(self.upstream_model)
+            self._repl = b'"model":' + orjson.dumps(self.public_model)
+        return self._needle, self._repl
 
 
 def to_upstream(
@@ -72,35 +91,42 @@ def _has_usage(data: bytes) -> bool:
 
 
 def from_upstream_chunk(data: bytes, state: StreamState) -> bytes | None:
-    """One upstream SSE data payload -> the SSE bytes for the client (None: drop it)."""
+    """One upstream SSE data payload -> the payload for the client (None: drop the event)."""
     state.chunks += 1
     if data == b"[DONE]":
         state.done = True
-        return DONE
-    if b'"finish_reason":"' in data or b'"finish_reason": "' in data:
-        state.finished = True
-    usage = _has_usage(data)
-    if not usage and not state.rewrite_model:
-        if data.startswith(b'{"error"'):
-            state.errors.append(data)
-        return encode(data)
+        return data
+    state.prev, state.last = state.last, data
+    if not _has_usage(data):
+        if not state.rewrite_model:
+            return data
+        needle, repl = state.model_swap()
+        out = data.replace(needle, repl, 1)
+        if out is not data:  # bytes.replace returns the same object when nothing matched
+            return out
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return encode(data)  # not ours to judge: pass it on untouched
+        return data  # not ours to judge: pass it on untouched
     if not isinstance(doc, dict):
-        return encode(data)
-    if usage and isinstance(doc.get("usage"), dict):
+        return data
+    changed = False
+    if isinstance(doc.get("usage"), dict):
         state.usage = doc["usage"]
         if not state.client_wants_usage:
             if not doc.get("choices"):
                 return None  # the usage-only chunk the client did not ask for
             doc["usage"] = None
-            data = b""  # force re-encoding
+            changed = True
     if state.rewrite_model and doc.get("model") != state.public_model:
         doc["model"] = state.public_model
-        data = b""
-    return encode(data or orjson.dumps(doc))
+        changed = True
+    return orjson.dumps(doc) if changed else data
+
+
+def frame(payloads: list[bytes]) -> bytes:
+    """SSE framing for a batch of payloads: `data: <p>\\n\\n` each."""
+    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"
 
 
 def redact(text: bytes) -> bytes:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from typing import Any
 
 from llm_proxy.api.http import send_error
 from llm_proxy.auth import authenticate
-from llm_proxy.errors import GatewayError, InvalidRequestError
+from llm_proxy.errors import GatewayError, InvalidRequestError, PermissionDeniedError
 from llm_proxy.gateway import Gateway
 
 log = logging.getLogger("llm_proxy")
@@ -39,45 +40,83 @@ DOCS_HEADERS = SECURITY_HEADERS[1:]
 _DOCS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 
 
-def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
-    for k, v in headers:
-        if k == b"x-request-id":
-            # Propagate the client's id when it is short and printable; never reflect junk.
-            if (
-                0 < len(v) <= 128
-                and v.isascii()
-                and v.replace(b"-", b"")
-                .replace(b"_", b"")
-                .replace(b".", b"")
-                .replace(b":", b"")
-                .isalnum()
-            ):
-                return v
-            break
+def _request_id(given: bytes | None) -> bytes:
+    # Propagate the client's id when it is short and printable; never reflect junk.
+    if given and len(given) <= 128 and _SAFE_ID.fullmatch(given):
+        return given
     return os.urandom(16).hex().encode()
 
 
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]+")
+_PREFLIGHT_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+_EXPOSE = b"x-request-id, x-llm-proxy-provider, retry-after"
+
+
 class GatewayMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware): a send wrapper and a dict lookup per request."""
+    """Pure ASGI (no BaseHTTPMiddleware): one header dict, a send wrapper, a dict lookup.
+
+    Does CORS itself (seed 004's semantics: an allowed Origin is echoed on preflight and simple
+    requests) because Starlette's CORSMiddleware wraps every send even without an Origin header.
+    """
 
     def __init__(self, app: Any, gateway: Gateway, fast_routes: dict[str, Any]) -> None:
         self.app = app
         self.gw = gateway
         # Hot paths served without the framework's router and exception layers (see
-        # docs/decisions/0002-raw-asgi-hot-path.md); everything else goes through FastAPI.
+        # docs/decisions/0001-raw-asgi-hot-path.md); everything else goes through FastAPI.
         self.fast_routes = fast_routes
+
+    def _cors(self, origin: bytes, headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]] | None:
+        allowed = self.gw.router.runtime.settings.cors_allow_origins
+        if not allowed or ("*" not in allowed and origin.decode("latin-1") not in allowed):
+            return None
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"vary", b"Origin"),
+            (b"access-control-expose-headers", _EXPOSE),
+        ]
+
+    async def _preflight(
+        self, send: Any, cors: list[tuple[bytes, bytes]] | None, headers: dict[bytes, bytes]
+    ) -> None:
+        if cors is None:
+            await send_error(
+                send,
+                PermissionDeniedError("Disallowed CORS origin.", code="cors_origin_not_allowed"),
+            )
+            return
+        out = [
+            *cors[:2],
+            (b"access-control-allow-methods", _PREFLIGHT_METHODS),
+            (b"access-control-max-age", b"600"),
+            (b"content-length", b"0"),
+        ]
+        asked = headers.get(b"access-control-request-headers")
+        if asked:
+            out.append((b"access-control-allow-headers", asked))
+        await send({"type": "http.response.start", "status": 204, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _request_id(scope["headers"])
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        rid = _request_id(headers.get(b"x-request-id"))
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
         state["request_id"] = rid.decode()
+        state["headers"] = headers
         path: str = scope["path"]
-        extra = ((b"x-request-id", rid), *(DOCS_HEADERS if path in _DOCS else SECURITY_HEADERS))
+        extra: list[tuple[bytes, bytes]] = [
+            (b"x-request-id", rid),
+            *(DOCS_HEADERS if path in _DOCS else SECURITY_HEADERS),
+        ]
+        origin = headers.get(b"origin")
+        cors = self._cors(origin, headers) if origin else None
+        if cors:
+            extra += cors
         started = False
 
         async def send_wrapper(message: dict[str, Any]) -> None:
@@ -87,15 +126,18 @@ class GatewayMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
-        runtime = self.gw.router.runtime
+        method = scope["method"]
         try:
-            if path not in runtime.settings.public_paths and scope["method"] != "OPTIONS":
-                state["principal"] = authenticate(dict(scope["headers"]), self.gw.master_sha256)
+            if method == "OPTIONS" and origin and b"access-control-request-method" in headers:
+                await self._preflight(send_wrapper, cors, headers)
+                return
+            if path not in self.gw.router.runtime.settings.public_paths:
+                state["principal"] = authenticate(headers, self.gw.master_sha256)
             handler = self.fast_routes.get(path)
             if handler is not None:
-                if scope["method"] != "POST":
+                if method != "POST":
                     raise InvalidRequestError(
-                        f"Method {scope['method']} is not allowed here; use POST.",
+                        f"Method {method} is not allowed here; use POST.",
                         status=405,
                         code="method_not_allowed",
                         headers={"Allow": "POST"},

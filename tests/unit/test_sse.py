@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from llm_proxy.formats.sse import SSEDecoder
+
+
+def test_events_split_across_reads_are_reassembled() -> None:
+    d = SSEDecoder()
+    assert d.feed(b'data: {"a":') == []
+    assert d.feed(b"1}\n\ndata: [DO") == [b'{"a":1}']
+    assert d.feed(b"NE]\n\n") == [b"[DONE]"]
+
+
+def test_crlf_comments_multiline_and_event_fields() -> None:
+    d = SSEDecoder()
+    out = d.feed(b": ping\r\n\r\nevent: x\r\ndata: one\r\ndata: two\r\n\r\nid: 3\n\n")
+    assert out == [b"one\ntwo"]
+
+
+def test_flush_returns_unterminated_last_event() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: tail") == []
+    assert d.flush() == [b"tail"]
+    assert d.flush() == []
