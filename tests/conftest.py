@@ -116,6 +116,7 @@ def gateway_factory(tmp_path: Path) -> Iterator[GatewayFactory]:
             **(env or {}),
         }
         gw = create_gateway(str(path), full_env)
+        server_kw = {"server_header": False, "proxy_headers": False, **server_kw}
         server = ServerThread(build_app(gw), http=GatewayHttpProtocol, **server_kw).start()
         rg = RunningGateway(gw=gw, server=server, config_path=path)
         running.append(rg)

@@ -67,15 +67,27 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
         )
         body = validate_chat(parse_json(raw))
         rec.model, rec.stream = body["model"], bool(body.get("stream"))
-        await gw.limiter.acquire()
+        # From here on a client that goes away cancels us at once: in the queue, upstream, relaying.
+        watch = DisconnectWatch(receive)
         try:
-            deployment = route(router, body, headers)[0]
-            rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
-            await call_and_relay(
-                gw, deployment, body, headers, st["principal"], receive, send, rec, started
-            )
+            await gw.limiter.acquire()
+            try:
+                deployment = route(router, body, headers)[0]
+                rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
+                await call_and_relay(
+                    gw, deployment, body, headers, st["principal"], send, rec, started
+                )
+            finally:
+                gw.limiter.release()
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            rec.status, rec.disconnected = 499, True
         finally:
-            gw.limiter.release()
+            watch.stop()
     except E.GatewayError as err:
         rec.status, rec.error = err.status, err.code or err.type
         if not started[0]:
@@ -136,30 +148,18 @@ async def call_and_relay(
     body: dict[str, Any],
     headers: dict[bytes, bytes],
     principal: Principal,
-    receive: Any,
     send: Any,
     rec: CallRecord,
     started: list[bool],
 ) -> None:
-    """Call upstream and relay the answer; a client disconnect cancels the upstream call at once."""
-    watch = DisconnectWatch(receive)
-    try:
-        resp = await call(gw, deployment, body, headers, principal, rec.stream)
-        provider = deployment.provider.name.encode()
-        if rec.stream:
-            await relay_stream(resp, body, provider, send, rec, started)
-        else:
-            await relay_plain(resp, body["model"], provider, send, rec)
-        started[0] = True
-    except asyncio.CancelledError:
-        if not watch.disconnected:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        rec.status, rec.disconnected = 499, True
-    finally:
-        watch.stop()
+    """Call upstream and relay the answer (plain JSON or SSE)."""
+    resp = await call(gw, deployment, body, headers, principal, rec.stream)
+    provider = deployment.provider.name.encode()
+    if rec.stream:
+        await relay_stream(resp, body, provider, send, rec, started)
+    else:
+        await relay_plain(resp, body["model"], provider, send, rec)
+    started[0] = True
 
 
 async def relay_plain(

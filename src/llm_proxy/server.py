@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -15,6 +16,9 @@ MAX_HEADER_BYTES = 64 * 1024
 # so the raw bytes of a head still incomplete after a read are capped too (with room for the
 # ": " and CRLF framing the parsed count leaves out).
 MAX_RAW_HEAD_BYTES = 2 * MAX_HEADER_BYTES
+# A request head (line + headers) must arrive within this many seconds (slowloris guard);
+# the body has its own limit, body_read_timeout.
+HEAD_TIMEOUT = 30.0
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -24,6 +28,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     _head_raw = 0  # bytes read while the head was incomplete (from the read after it began)
     _in_head = False
     _head_too_large = False
+    _head_too_slow = False
+    _head_timer: asyncio.TimerHandle | None = None
 
     @override
     def data_received(self, data: bytes) -> None:
@@ -40,12 +46,29 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_raw = 0
         self._in_head = True
+        self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_expired)
         super().on_message_begin()
 
     @override
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().on_headers_complete()
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self._head_too_slow = True
+            self.send_400_response("request head too slow")
+
+    @override
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
 
     @override
     def on_url(self, url: bytes) -> None:
@@ -65,7 +88,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     @override
     def send_400_response(self, msg: str) -> None:
-        if self._head_too_large:
+        if self._head_too_slow:
+            status, message, code = (
+                b"408 Request Timeout",
+                f"The request line and headers did not arrive within {HEAD_TIMEOUT:g} seconds.",
+                "request_timeout",
+            )
+        elif self._head_too_large:
             status, message, code = (
                 b"431 Request Header Fields Too Large",
                 f"The request line and headers exceed {MAX_HEADER_BYTES} bytes.",
@@ -106,5 +135,6 @@ def run(host: str, port: int, workers: int, log_level: str) -> None:
         "date_header": True,
         "timeout_keep_alive": 30,
         "backlog": 4096,
+        "proxy_headers": False,  # X-Forwarded-* are not trusted unless we add a setting for it
     }
     uvicorn.run("llm_proxy.app:create_app", **kwargs)

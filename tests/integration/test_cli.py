@@ -80,6 +80,14 @@ def test_check_passes_and_lists_env_references(tmp_path: Path) -> None:
     assert "api_key_env: environment variable LOCAL_KEY is not set" in r.stderr
 
 
+def test_check_flags_bad_provider_base_url_env(tmp_path: Path) -> None:
+    r = _run(["check"], env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "api.openai.com/v1"})
+    assert r.returncode == 1
+    assert "env: OPENAI_BASE_URL: must start with http:// or https://" in r.stderr
+    r = _run(["check"], env={"OPENAI_API_KEY": "sk-x"})
+    assert r.returncode == 0 and "provider openai enabled by OPENAI_API_KEY" in r.stdout
+
+
 def test_check_broken_yaml_names_line(tmp_path: Path) -> None:
     cfg = tmp_path / "broken.yaml"
     cfg.write_text("port: 1\nproviders: [\n  oops: :\n")

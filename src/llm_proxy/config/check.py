@@ -37,6 +37,12 @@ def check_config(
         var = next((v for v in spec.key_env if env.get(v)), None)
         if var:
             notes.append(f"env: provider {spec.name} enabled by {var}")
+        for url_var in spec.base_url_env:
+            url = env.get(url_var)
+            if url and not url.startswith(("http://", "https://")):
+                problems.append(
+                    f"env: {url_var}: must start with http:// or https:// (got {url!r})"
+                )
     if not s.master_key:
         notes.append(
             "master key: none configured; one is generated on first start "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -64,6 +65,7 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
 }
 _ids = itertools.count(1)
+_PID = f"-{os.getpid()}"  # ids stay unique across worker processes
 
 
 def _text(content: Any) -> str:
@@ -145,13 +147,23 @@ class MockTransport:
             return _error(model)
         if model not in ("echo", "lorem"):
             return _error_body(404, f"The model 'mock/{model}' does not exist.", "model_not_found")
-        toks = tokens_for(model, req)
+        try:
+            toks = tokens_for(model, req)
+            delay = float(req.get("mock_delay_ms") or 0) / 1000.0
+        except (TypeError, ValueError):
+            return _error_body(
+                400,
+                "'mock_tokens' must be an integer and 'mock_delay_ms' a number.",
+                "invalid_value",
+            )
+        if not 0 <= delay <= 60:
+            return _error_body(400, "'mock_delay_ms' must be between 0 and 60000.", "invalid_value")
         usage = {
             "prompt_tokens": prompt_tokens(req.get("messages", [])),
             "completion_tokens": len(toks),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        cid, created = f"chatcmpl-mock{next(_ids)}", int(time.time())
+        cid, created = f"chatcmpl-mock{next(_ids)}{_PID}", int(time.time())
         head = {"id": cid, "created": created, "model": model, "system_fingerprint": "mock"}
         if not req.get("stream"):
             doc = {
@@ -168,7 +180,6 @@ class MockTransport:
                 "usage": usage,
             }
             return _Response(200, orjson.dumps(doc))
-        delay = float(req.get("mock_delay_ms") or 0) / 1000.0
         so = req.get("stream_options")
         with_usage = isinstance(so, dict) and bool(so.get("include_usage"))
         return _Response(
@@ -201,6 +212,8 @@ def _stream(head: dict[str, Any], toks: list[str], usage: dict[str, int] | None)
 
 def _error_body(status: int, message: str, code: str | None) -> _Response:
     etype = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if code == "model_not_found":
+        etype = "invalid_request_error"  # as OpenAI answers an unknown model
     body = {"error": {"message": message, "type": etype, "param": None, "code": code}}
     headers = {"retry-after": "1"} if status in (429, 503) else None
     return _Response(status, orjson.dumps(body), headers=headers)
