@@ -210,20 +210,14 @@ async def relay_stream(
     started[0] = True
     rec.status = 200
     dec = SSEDecoder()
-    translate = openai_chat.from_upstream_chunk
+    translate = openai_chat.from_upstream_events
     tail = b""
     try:
         async for chunk in resp.iter_chunks():
-            out = [p for d in dec.feed(chunk) if (p := translate(d, state)) is not None]
-            if out:
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": openai_chat.frame(out),
-                        "more_body": True,
-                    }
-                )
-        rest = [p for d in dec.flush() if (p := translate(d, state)) is not None]
+            segment = dec.segment(chunk)
+            if segment and (out := translate(segment, state)):
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        rest = [p for d in dec.flush() if (p := openai_chat.from_upstream_chunk(d, state))]
         tail = openai_chat.frame(rest) if rest else b""
         if not state.done:
             tail += (

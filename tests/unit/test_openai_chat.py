@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from llm_proxy import errors as E
 from llm_proxy.formats import openai_chat as oc
@@ -111,3 +112,61 @@ def test_context_length_recognised_and_keys_redacted() -> None:
     assert "abcdef123456789" not in leak.message and "sk-***" in leak.message
     html = oc.from_upstream_error(502, b"<html>Bad Gateway</html>", {})
     assert html.message == "<html>Bad Gateway</html>"
+
+
+def _slow(segment: bytes, st: oc.StreamState) -> bytes:
+    from llm_proxy.formats.sse import payloads
+
+    kept = [p for d in payloads(segment) if (p := oc.from_upstream_chunk(d, st)) is not None]
+    return oc.frame(kept) if kept else b""
+
+
+_CHUNK = (
+    b'{"id":"c","model":"up","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":%s}]%s}'
+)
+
+
+def _ev(text: str, finish: str = "null", usage: bytes = b"") -> bytes:
+    return b"data: " + _CHUNK % (text.encode(), finish.encode(), usage) + b"\n\n"
+
+
+SEGMENTS = {
+    "simple": _ev("a") + _ev("b") + _ev("", '"stop"'),
+    "usage_null": _ev("a", usage=b',"usage":null') + _ev("b", usage=b',"usage":null'),
+    "usage_chunk": _ev("a")
+    + b'data: {"model":"up","choices":[],"usage":{"prompt_tokens":1}}\n\n'
+    + b"data: [DONE]\n\n",
+    "spaced": b'data: {"id": "c", "model": "up", "choices": []}\n\n' + _ev("x"),
+    "comment": b": ping\n\n" + _ev("a"),
+    "multiline": b'data: {"model":"up",\ndata: "choices":[]}\n\n',
+    "model_in_content": _ev('\\"model\\":\\"up\\"'),
+    "error_event": b'data: {"error":{"message":"boom","type":"server_error"}}\n\n',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEGMENTS))
+@pytest.mark.parametrize("rewrite", [True, False])
+@pytest.mark.parametrize("wants_usage", [True, False])
+def test_events_fast_path_matches_event_by_event(
+    name: str, rewrite: bool, wants_usage: bool
+) -> None:
+    seg = SEGMENTS[name]
+    kw: dict[str, object] = {"rewrite_model": rewrite, "client_wants_usage": wants_usage}
+    if not rewrite:
+        kw["public_model"] = kw["upstream_model"] = "up"
+    fast_state, slow_state = _state(**kw), _state(**kw)
+    fast = oc.from_upstream_events(seg, fast_state)
+    slow = _slow(seg, slow_state)
+
+    def docs(b: bytes) -> list[object]:
+        from llm_proxy.formats.sse import payloads
+
+        return [p if p == b"[DONE]" else orjson.loads(p) for p in payloads(b)]
+
+    assert docs(fast) == docs(slow)
+    assert (fast_state.usage, fast_state.done, fast_state.chunks) == (
+        slow_state.usage,
+        slow_state.done,
+        slow_state.chunks,
+    )
+    assert fast_state.finished() == slow_state.finished()

@@ -21,3 +21,15 @@ def test_flush_returns_unterminated_last_event() -> None:
     assert d.feed(b"data: tail") == []
     assert d.flush() == [b"tail"]
     assert d.flush() == []
+
+
+def test_crlf_split_across_reads_is_not_a_blank_line() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"data: a\r") == []
+    assert d.feed(b"\ndata: b\r\n\r\n") == [b"a\nb"]
+
+
+def test_segment_returns_raw_complete_events_only() -> None:
+    d = SSEDecoder()
+    assert d.segment(b"data: 1\n\ndata: 2") == b"data: 1\n\n"
+    assert d.segment(b"\n\n") == b"data: 2\n\n"

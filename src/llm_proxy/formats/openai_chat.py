@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from llm_proxy import errors as E
+from llm_proxy.formats.sse import is_simple, payloads
 
 _SECRETISH = re.compile(rb"(sk-|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
 
@@ -118,15 +119,45 @@ def from_upstream_chunk(data: bytes, state: StreamState) -> bytes | None:
                 return None  # the usage-only chunk the client did not ask for
             doc["usage"] = None
             changed = True
-    if state.rewrite_model and doc.get("model") != state.public_model:
+    if state.rewrite_model and "model" in doc and doc["model"] != state.public_model:
         doc["model"] = state.public_model
         changed = True
     return orjson.dumps(doc) if changed else data
 
 
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def from_upstream_events(segment: bytes, state: StreamState) -> bytes:
+    """A segment of complete upstream SSE events -> the SSE bytes for the client.
+
+    Fast path: when every event is one `data:` line, no event carries a usage object and every
+    `"model"` key can be rewritten byte-wise, the segment is relayed with one replace() (no
+    per-event work). Anything else goes event by event through from_upstream_chunk.
+    """
+    n = is_simple(segment)
+    if n and not _USAGE_OBJECT.search(segment):
+        out = segment
+        if state.rewrite_model:
+            needle, repl = state.model_swap()
+            if segment.count(b'"model"') == segment.count(needle):
+                out = segment.replace(needle, repl)
+            else:
+                out = b""
+        if out:
+            state.chunks += n
+            if segment.endswith(b"data: [DONE]\n\n"):
+                state.done = True
+            state.prev, state.last = state.last, segment
+            return out
+    kept = [p for d in payloads(segment) if (p := from_upstream_chunk(d, state)) is not None]
+    return frame(kept) if kept else b""
+
+
 def frame(payloads: list[bytes]) -> bytes:
-    """SSE framing for a batch of payloads: `data: <p>\\n\\n` each."""
-    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"
+    """SSE framing for a batch of payloads: `data: <p>` and a blank line each."""
+    lines = [p.replace(b"\n", b"\ndata: ") if b"\n" in p else p for p in payloads]
+    return b"data: " + b"\n\ndata: ".join(lines) + b"\n\n"
 
 
 def redact(text: bytes) -> bytes:

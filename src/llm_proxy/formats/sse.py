@@ -1,39 +1,67 @@
-"""Server-sent events framing: bytes in, the `data` payload of each complete event out."""
+"""Server-sent events framing: bytes in, complete events out (as raw segments or data payloads)."""
 
 from __future__ import annotations
 
 
 class SSEDecoder:
-    """Incremental decoder; feed() returns the data payloads of the events completed so far."""
+    """Incremental decoder. Line ends are normalised to \\n; a partial event waits for more bytes."""
 
     __slots__ = ("_buf",)
 
     def __init__(self) -> None:
         self._buf = b""
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def segment(self, chunk: bytes) -> bytes:
+        """The complete events received so far, as one raw byte string ending in a blank line."""
         buf = self._buf + chunk if self._buf else chunk
         if b"\r" in buf:
+            held = buf.endswith(b"\r")  # maybe the first half of a CRLF split across reads
+            if held:
+                buf = buf[:-1]
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        out: list[bytes] = []
-        start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = buf[start:end]
-            start = end + 2
-            data = _data_of(event)
-            if data is not None:
-                out.append(data)
-        self._buf = buf[start:]
-        return out
+            if held:
+                buf += b"\r"
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self._buf = buf
+            return b""
+        self._buf = buf[cut + 2 :]
+        return buf[: cut + 2]
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The data payloads of the events completed by this chunk."""
+        return payloads(self.segment(chunk))
 
     def flush(self) -> list[bytes]:
         """The last event when the stream ended without its blank line."""
-        rest, self._buf = self._buf, b""
+        rest, self._buf = self._buf.rstrip(b"\r"), b""
         data = _data_of(rest.strip(b"\n")) if rest.strip() else None
         return [data] if data is not None else []
+
+
+def payloads(segment: bytes) -> list[bytes]:
+    """The data payload of each event in a segment of complete events."""
+    if not segment:
+        return []
+    out = []
+    for event in segment[:-2].split(b"\n\n"):
+        data = _data_of(event)
+        if data is not None:
+            out.append(data)
+    return out
+
+
+def is_simple(segment: bytes) -> int:
+    """The event count if every event in the segment is exactly one `data: ` line, else 0."""
+    n = segment.count(b"\n\n")
+    if (
+        n
+        and segment.startswith(b"data: ")
+        and segment.count(b"\n") == 2 * n
+        and segment.count(b"\n\ndata: ") == n - 1
+    ):
+        return n
+    return 0
 
 
 def _data_of(event: bytes) -> bytes | None:
