@@ -131,27 +131,42 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 def from_upstream_events(segment: bytes, state: StreamState) -> bytes:
     """A segment of complete upstream SSE events -> the SSE bytes for the client.
 
-    Fast path: when every event is one `data:` line, no event carries a usage object and every
-    `"model"` key can be rewritten byte-wise, the segment is relayed with one replace() (no
-    per-event work). Anything else goes event by event through from_upstream_chunk.
+    Fast path: when every event is one `data:` line and every `"model"` key can be rewritten
+    byte-wise, the events before the first usage object are relayed with one replace() (no
+    per-event work). The rest goes event by event through from_upstream_chunk.
     """
+    m = _USAGE_OBJECT.search(segment)
+    if m is None:
+        head, rest = segment, b""
+    else:
+        cut = segment.rfind(b"\n\n", 0, m.start())
+        head, rest = (segment[: cut + 2], segment[cut + 2 :]) if cut >= 0 else (b"", segment)
+    out = _relay_simple(head, state) if head else b""
+    if out is None:
+        out, rest = b"", segment
+    if rest:
+        kept = [p for d in payloads(rest) if (p := from_upstream_chunk(d, state)) is not None]
+        if kept:
+            out += frame(kept)
+    return out
+
+
+def _relay_simple(segment: bytes, state: StreamState) -> bytes | None:
+    """The segment relayed byte-wise, or None when it needs event-by-event treatment."""
     n = is_simple(segment)
-    if n and not _USAGE_OBJECT.search(segment):
-        out = segment
-        if state.rewrite_model:
-            needle, repl = state.model_swap()
-            if segment.count(b'"model"') == segment.count(needle):
-                out = segment.replace(needle, repl)
-            else:
-                out = b""
-        if out:
-            state.chunks += n
-            if segment.endswith(b"data: [DONE]\n\n"):
-                state.done = True
-            state.prev, state.last = state.last, segment
-            return out
-    kept = [p for d in payloads(segment) if (p := from_upstream_chunk(d, state)) is not None]
-    return frame(kept) if kept else b""
+    if not n:
+        return None
+    out = segment
+    if state.rewrite_model:
+        needle, repl = state.model_swap()
+        if segment.count(b'"model"') != segment.count(needle):
+            return None
+        out = segment.replace(needle, repl)
+    state.chunks += n
+    if segment.endswith(b"data: [DONE]\n\n"):
+        state.done = True
+    state.prev, state.last = state.last, segment
+    return out
 
 
 def frame(payloads: list[bytes]) -> bytes:
