@@ -24,6 +24,7 @@ class Principal:
 
 
 MASTER = {h: Principal("master", h) for h in _HEADERS}
+ANONYMOUS = Principal("anonymous", b"")  # on paths configured as public
 
 
 def presented_keys(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
@@ -63,6 +64,15 @@ def new_key() -> str:
     return "sk-llmp-" + secrets.token_urlsafe(32)
 
 
+def stored_master_key(data_dir: str) -> bytes | None:
+    """The hash kept in the data directory, if there is a valid one."""
+    try:
+        digest = bytes.fromhex((Path(data_dir) / KEY_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return digest if len(digest) == 32 else None
+
+
 def ensure_master_key(configured: str | None, data_dir: str) -> tuple[bytes, str | None]:
     """(sha256 of the master key, the new key if one was generated now).
 
@@ -70,13 +80,10 @@ def ensure_master_key(configured: str | None, data_dir: str) -> tuple[bytes, str
     """
     if configured:
         return hash_key(configured), None
+    stored = stored_master_key(data_dir)
+    if stored is not None:
+        return stored, None
     path = Path(data_dir) / KEY_FILE
-    try:
-        digest = bytes.fromhex(path.read_text().strip())
-        if len(digest) == 32:
-            return digest, None
-    except (OSError, ValueError):
-        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     key = new_key()
     digest = hash_key(key)

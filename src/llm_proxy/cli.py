@@ -38,6 +38,7 @@ def serve(
 
     from llm_proxy.auth import ensure_master_key
     from llm_proxy.config.load import ConfigError, load_config, process_env
+    from llm_proxy.runtime import compile_runtime
     from llm_proxy.server import run
 
     path = _config_path(config)
@@ -49,7 +50,14 @@ def serve(
             typer.echo(f"config error: {p}", err=True)
         raise typer.Exit(1) from None
     s = loaded.settings
-    _, new_key = ensure_master_key(s.master_key, s.data_dir)
+    env = process_env()
+    digest, new_key = ensure_master_key(s.master_key, s.data_dir)
+    try:
+        compile_runtime(s, env, digest)  # the workers do the same; fail here, once, readably
+    except ConfigError as e:
+        for p in e.problems:
+            typer.echo(f"config error: {p}", err=True)
+        raise typer.Exit(1) from None
     if new_key:
         keyfile = Path(s.data_dir) / "master_key.sha256"
         typer.echo(

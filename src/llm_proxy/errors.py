@@ -96,6 +96,7 @@ class UpstreamError(GatewayError):
 
     status = 502
     type = "upstream_error"
+    code = "upstream_error"
 
 
 class ServiceUnavailableError(GatewayError):

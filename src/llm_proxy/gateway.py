@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 from llm_proxy import __version__
+from llm_proxy.auth import stored_master_key
 from llm_proxy.config.load import ConfigError, LoadedConfig, load_config
 from llm_proxy.limits.concurrency import ConcurrencyLimiter
 from llm_proxy.providers.mock import MockTransport
 from llm_proxy.routing.router import Router
-from llm_proxy.runtime import Runtime, compile_runtime, diff
+from llm_proxy.runtime import Runtime, compile_runtime, diff, hash_key
 from llm_proxy.upstream.client import AiohttpTransport, Transport
 
 log = logging.getLogger("llm_proxy")
@@ -31,7 +32,6 @@ class Gateway:
         self.loaded = loaded
         self.overrides = overrides or {}
         self.env = env
-        self.master_sha256 = master_sha256
         self.router = Router(compile_runtime(loaded.settings, env, master_sha256))
         s = loaded.settings
         self.limiter = ConcurrencyLimiter(
@@ -42,6 +42,7 @@ class Gateway:
         self.started = time.time()
         self.version = __version__
         self.reloads = 0
+        self._background: set[asyncio.Task[None]] = set()
         self._stamp = _stamp(loaded.path)
 
     @property
@@ -58,14 +59,15 @@ class Gateway:
             return False
         try:
             loaded = load_config(path, self.env, self.overrides)
-            runtime = compile_runtime(loaded.settings, self.env, self.master_sha256)
+            runtime = compile_runtime(loaded.settings, self.env, _master_for(loaded))
         except ConfigError as e:
             log.error(
                 "config reload rejected; still serving the previous config",
                 extra={"event": "config_reload_failed", "problems": e.problems},
             )
             return False
-        changes = diff(self.runtime, runtime)
+        old = self.runtime
+        changes = diff(old, runtime)
         self.loaded = loaded
         self.router = Router(runtime)
         s = loaded.settings
@@ -74,10 +76,17 @@ class Gateway:
         self.limiter.timeout = s.queue_timeout
         self.reloads += 1
         log.info("config reloaded", extra={"event": "config_reloaded", "diff": changes})
-        keep = {p.pool for p in runtime.providers.values()}
-        grace = max(p.timeouts.total for p in runtime.providers.values())
-        asyncio.get_running_loop().create_task(self.http.retire(keep, grace))
+        # Calls started on the old table may still use its pools: close them only after the
+        # longest of its timeouts, and only if the table current then no longer uses them.
+        grace = max(p.timeouts.total for p in old.providers.values())
+        task = asyncio.get_running_loop().create_task(self._retire_pools(grace))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         return True
+
+    async def _retire_pools(self, grace: float) -> None:
+        await asyncio.sleep(grace)
+        await self.http.close_except({p.pool for p in self.runtime.providers.values()})
 
     async def watch(self) -> None:
         """Poll the config file; a changed stamp triggers reload()."""
@@ -92,7 +101,22 @@ class Gateway:
                 self.reload()
 
     async def aclose(self) -> None:
+        for t in self._background:
+            t.cancel()
         await self.http.aclose()
+
+
+def _master_for(loaded: LoadedConfig) -> bytes:
+    """The master key hash a reloaded config asks for (a changed master_key takes effect)."""
+    s = loaded.settings
+    if s.master_key:
+        return hash_key(s.master_key)
+    stored = stored_master_key(s.data_dir)
+    if stored is None:
+        raise ConfigError(
+            ["master_key: removed, and no stored key to fall back to; restart to generate one"]
+        )
+    return stored
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -7,9 +7,12 @@ small function per stage. Later stages (cache, budgets, failover) slot in as new
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from llm_proxy import errors as E
 from llm_proxy.api.http import (
@@ -28,6 +31,8 @@ from llm_proxy.observability.logging import record_call
 from llm_proxy.routing.router import Router
 from llm_proxy.runtime import Deployment
 from llm_proxy.upstream.client import UpstreamResponse
+
+log = logging.getLogger("llm_proxy")
 
 _SSE_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -136,8 +141,11 @@ async def call(
     )
     if resp.status >= 400:
         raw = await resp.read()
+        secrets = p.secrets
+        if forwarded:
+            secrets = (*secrets, up_headers["Authorization"].partition(" ")[2].encode("latin-1"))
         raise openai_chat.from_upstream_error(
-            resp.status, raw, dict(resp.headers), forwarded, exact_status=p.type == "mock"
+            resp.status, raw, dict(resp.headers), forwarded, p.type == "mock", secrets
         )
     return resp
 
@@ -187,19 +195,13 @@ async def relay_stream(
     """Relay SSE as it arrives (one write per upstream read), ending with [DONE] or an error event."""
     ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
     if "text/event-stream" not in ctype:
-        raw = await resp.read()
-        raise E.UpstreamError(
-            f"The upstream provider did not stream (content-type {ctype!r}).",
-            details={"body": openai_chat.redact(raw[:200]).decode("utf-8", "replace")},
-        )
+        await resp.read()
+        raise E.UpstreamError(f"The upstream provider did not stream (content-type {ctype!r}).")
     so = body.get("stream_options")
     state = openai_chat.StreamState(
         public_model=body["model"],
-        rewrite_model=False,
         client_wants_usage=isinstance(so, dict) and bool(so.get("include_usage")),
     )
-    state.upstream_model = rec.upstream_model or ""
-    state.rewrite_model = state.upstream_model != state.public_model
     await send(
         {
             "type": "http.response.start",
@@ -211,32 +213,56 @@ async def relay_stream(
     rec.status = 200
     dec = SSEDecoder()
     translate = openai_chat.from_upstream_events
-    tail = b""
     try:
         async for chunk in resp.iter_chunks():
             segment = dec.segment(chunk)
             if segment and (out := translate(segment, state)):
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        rest = [p for d in dec.flush() if (p := openai_chat.from_upstream_chunk(d, state))]
-        tail = openai_chat.frame(rest) if rest else b""
-        if not state.done:
-            tail += (
-                DONE
-                if state.finished()
-                else _stream_error(
-                    E.UpstreamError(
-                        "The upstream stream ended before the response was complete.",
-                        code="upstream_stream_truncated",
-                    )
-                )
-            )
+        tail = _stream_end(dec, state)
     except E.GatewayError as err:
         rec.status, rec.error = err.status, err.code or err.type
         tail = _stream_error(err)
+    except Exception:
+        # Headers are gone: the only honest ending left is an error event, never a silent cut.
+        log.exception("stream relay failed", extra={"request_id": rec.request_id})
+        rec.status, rec.error = 500, "internal_error"
+        tail = _stream_error(
+            E.GatewayError("The gateway failed while relaying the stream.", code="internal_error")
+        )
     finally:
         resp.close()
         rec.usage, rec.chunks = state.usage, state.chunks
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _stream_end(dec: SSEDecoder, state: openai_chat.StreamState) -> bytes:
+    """What follows the last upstream read: a complete final event, [DONE], or an error event."""
+    tail = b""
+    for data in dec.flush():  # an event cut off by the end of the body
+        if data != b"[DONE]" and not _is_json(data):
+            # Half an event: drop it. After a finish_reason only the usage chunk can be lost.
+            return tail + (DONE if state.finished() else _stream_error(_truncated()))
+        out = openai_chat.from_upstream_chunk(data, state)
+        if out is not None:
+            tail += openai_chat.frame([out])
+    if state.done:
+        return tail
+    return tail + (DONE if state.finished() else _stream_error(_truncated()))
+
+
+def _is_json(data: bytes) -> bool:
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _truncated() -> E.UpstreamError:
+    return E.UpstreamError(
+        "The upstream stream ended before the response was complete.",
+        code="upstream_stream_truncated",
+    )
 
 
 def _stream_error(err: E.GatewayError) -> bytes:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_proxy.config.load import ConfigError
 from llm_proxy.config.schema import ProviderConfig, Settings, Timeouts
 from llm_proxy.providers.registry import BUILTIN_RULES, SPECS, ProviderSpec
 
@@ -24,10 +25,22 @@ class Provider:
     headers: dict[str, str] = field(repr=False)
     key_hint: str = ""  # which setting the key came from, for error messages
     pool: str = ""  # connection-pool key: a new base URL gets a fresh pool
+    # Credential values sent upstream, masked in any upstream text we pass on.
+    secrets: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not self.pool:
             object.__setattr__(self, "pool", f"{self.name}|{self.base_url}")
+        if not self.secrets:
+            found = []
+            for name, value in self.headers.items():
+                low = name.lower()
+                if low in ("authorization", "x-api-key", "api-key") or "key" in low:
+                    found.append(value.encode("latin-1", "replace"))
+                    _, _, token = value.partition(" ")
+                    if token:
+                        found.append(token.encode("latin-1", "replace"))
+            object.__setattr__(self, "secrets", tuple(s for s in found if len(s) >= 8))
 
     def fingerprint(self) -> str:
         """A digest of everything that changes behaviour (for reload diffs; hides secrets)."""
@@ -77,6 +90,16 @@ def _timeouts(settings: Settings, own: Timeouts | None) -> Timeouts:
     )
 
 
+def _clean_key(key: str | None, where: str) -> str | None:
+    """Keys from env files often carry a trailing CR or spaces; anything else odd is an error."""
+    if key is None:
+        return None
+    key = key.strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise ConfigError([f"{where}: the API key contains control characters"])
+    return key or None
+
+
 def _auth_headers(spec_auth: str, key: str | None) -> dict[str, str]:
     base = {"Content-Type": "application/json"}
     if key and spec_auth == "bearer":
@@ -91,6 +114,7 @@ def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) ->
     if not key and pc.api_key_env:
         key = env.get(pc.api_key_env) or None
         hint = pc.api_key_env
+    key = _clean_key(key, f"providers.{pc.name}.{hint or 'api_key'}")
     base = pc.base_url or (spec.default_base_url if spec else None) or ""
     if pc.type == "mock":
         base = "mock://local"
@@ -117,7 +141,7 @@ def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Pr
     if not spec.key_required and url_var is None:
         return None
     base = (env[url_var] if url_var else spec.default_base_url or "").rstrip("/")
-    key = env[key_var] if key_var else None
+    key = _clean_key(env[key_var], f"env {key_var}") if key_var else None
     return Provider(
         name=spec.name,
         type="openai",
@@ -125,7 +149,7 @@ def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Pr
         base_url=base,
         chat_url=f"{base}/chat/completions",
         timeouts=_timeouts(settings, None),
-        max_connections=256,
+        max_connections=1000,
         forward_client_key=False,
         headers={**_auth_headers(spec.auth, key), **spec.default_headers},
         key_hint=key_var or "",

@@ -103,3 +103,19 @@ def test_in_flight_stream_survives_a_reload_that_removes_its_model(
     with pytest.raises(openai.NotFoundError):
         c.chat.completions.create(model="gpt-test", messages=USER)
     assert c.chat.completions.create(model="gpt-renamed", messages=USER).model == "gpt-renamed"
+
+
+def test_reload_rotates_the_master_key(
+    gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str]
+) -> None:
+    base = default_config(fake_upstream[1]).replace("log_requests: true", "reload_interval: 0.1")
+    rg = gateway_factory(base)
+    assert rg.client().chat.completions.create(model="gpt-test", messages=USER).choices
+    _write(rg.config_path, base.replace("sk-gw-test-master", "sk-gw-rotated-key"))
+    assert _until(lambda: rg.gw.reloads == 1)
+    with pytest.raises(openai.AuthenticationError):
+        rg.client().chat.completions.create(model="gpt-test", messages=USER)
+    r = rg.client(api_key="sk-gw-rotated-key").chat.completions.create(
+        model="gpt-test", messages=USER
+    )
+    assert r.choices[0].message.content == "fake: reload me"

@@ -51,3 +51,25 @@ def test_no_file_is_fine_and_non_mapping_is_not(tmp_path: Path) -> None:
     p.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(p, {})
+
+
+def test_env_errors_name_the_variable_not_a_file_line(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("host: 127.0.0.1\nport: 8000\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, {"PORT": "abc"})
+    assert e.value.problems[0].startswith("env PORT: port: Input should be a valid integer")
+
+
+def test_provider_without_base_url_is_rejected_at_load(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("providers:\n  - name: mine\n    api_key: k\n  - name: openai\n    api_key: k\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, {})
+    assert e.value.problems == [
+        f"{p}:2: providers[0].base_url: required (no built-in default for this name)"
+    ]
+
+
+def test_log_level_aliases() -> None:
+    assert load_config(None, {"LOG_LEVEL": "warn"}).settings.log_level == "WARNING"

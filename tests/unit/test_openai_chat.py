@@ -8,12 +8,7 @@ from llm_proxy.formats import openai_chat as oc
 
 
 def _state(**kw: object) -> oc.StreamState:
-    base: dict[str, object] = {
-        "public_model": "pub",
-        "rewrite_model": True,
-        "client_wants_usage": False,
-        "upstream_model": "up",
-    }
+    base: dict[str, object] = {"public_model": "pub", "client_wants_usage": False}
     base.update(kw)
     return oc.StreamState(**base)  # type: ignore[arg-type]
 
@@ -76,7 +71,7 @@ def test_usage_chunk_dropped_unless_asked_and_usage_kept_in_state() -> None:
 
 
 def test_null_usage_is_not_usage_and_done_and_finish_tracked() -> None:
-    st = _state(rewrite_model=False, upstream_model="pub")
+    st = _state(public_model="pub")
     data = b'{"model":"pub","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}'
     assert oc.from_upstream_chunk(data, st) is data
     assert st.usage is None and st.finished()
@@ -151,9 +146,9 @@ def test_events_fast_path_matches_event_by_event(
     name: str, rewrite: bool, wants_usage: bool
 ) -> None:
     seg = SEGMENTS[name]
-    kw: dict[str, object] = {"rewrite_model": rewrite, "client_wants_usage": wants_usage}
+    kw: dict[str, object] = {"client_wants_usage": wants_usage}
     if not rewrite:
-        kw["public_model"] = kw["upstream_model"] = "up"
+        kw["public_model"] = "up"
     fast_state, slow_state = _state(**kw), _state(**kw)
     fast = oc.from_upstream_events(seg, fast_state)
     slow = _slow(seg, slow_state)
@@ -170,3 +165,22 @@ def test_events_fast_path_matches_event_by_event(
         slow_state.chunks,
     )
     assert fast_state.finished() == slow_state.finished()
+
+
+def test_dated_upstream_model_is_rewritten_on_the_fast_path() -> None:
+    st = _state(public_model="gpt-4o")
+    seg = (
+        b'data: {"id":"c","model":"gpt-4o-2024-08-06","choices":[]}\n\n'
+        b'data: {"id":"c","model":"gpt-4o-2024-08-06","choices":[]}\n\n'
+    )
+    out = oc.from_upstream_events(seg, st)
+    assert out == seg.replace(b"gpt-4o-2024-08-06", b"gpt-4o")
+    assert st.upstream_key == b'"model":"gpt-4o-2024-08-06"' and st.chunks == 2
+
+
+def test_upstream_error_masks_the_credentials_sent() -> None:
+    body = b'{"error":{"message":"key my-very-secret-key-1234 is revoked (Bearer my-very-secret-key-1234)"}}'
+    err = oc.from_upstream_error(404, body, {}, secrets=(b"my-very-secret-key-1234",))
+    assert "my-very-secret" not in err.message
+    gsk = oc.from_upstream_error(400, b'{"error":{"message":"bad gsk_SuperSecret123456"}}', {})
+    assert "SuperSecret" not in gsk.message

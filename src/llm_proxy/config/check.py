@@ -15,22 +15,20 @@ def check_config(
         loaded = load_config(path, env)
     except ConfigError as e:
         return e.problems, []
+    from llm_proxy.runtime import compile_runtime
+
     problems: list[str] = []
     notes: list[str] = []
     source = path or "<env>"
     s = loaded.settings
+    try:
+        compile_runtime(s, env, b"\0" * 32)
+    except ConfigError as e:
+        problems.extend(e.problems)
     for i, p in enumerate(s.providers):
         where = f"{source}: providers[{i}] ({p.name})"
         if p.api_key_env and not env.get(p.api_key_env):
             problems.append(f"{where}.api_key_env: environment variable {p.api_key_env} is not set")
-        if (
-            p.type == "openai"
-            and not p.base_url
-            and (p.name not in SPECS or not SPECS[p.name].default_base_url)
-        ):
-            problems.append(
-                f"{where}.base_url: required for a provider of type openai not in the built-in list"
-            )
     for name, is_set, where in loaded.env_refs:
         notes.append(f"{where}: ${{{name}}} {'is set' if is_set else 'is not set (default used)'}")
     for spec in SPECS.values():

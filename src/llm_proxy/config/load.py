@@ -121,15 +121,17 @@ def _expand(
     return _VAR.sub(sub, value)
 
 
-def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
+def _env_overrides(env: dict[str, str], origin: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, aliases in _ENV_NAMES.items():
         for var in (f"LLM_PROXY_{name.upper()}", *aliases):
             if env.get(var, "") != "":
                 out[name] = env[var]
+                origin[name] = f"env {var}"
                 break
     # Seed 001 gives REQUEST_TIMEOUT in milliseconds; our own setting is in seconds.
     if "request_timeout" not in out and env.get("REQUEST_TIMEOUT"):
+        origin["request_timeout"] = "env REQUEST_TIMEOUT (milliseconds)"
         try:
             out["request_timeout"] = float(env["REQUEST_TIMEOUT"]) / 1000.0
         except ValueError:
@@ -178,13 +180,18 @@ def load_config(
         f"{_where(pth, lines, source)}: environment variable {name} is not set"
         for name, pth in missing
     ]
-    merged = {**raw, **_env_overrides(env), **(overrides or {})}
+    origin: dict[str, str] = {}
+    env_values = _env_overrides(env, origin)
+    origin.update({k: f"--{k.replace('_', '-')}" for k in overrides or {}})
+    merged = {**raw, **env_values, **(overrides or {})}
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as e:
         for err in e.errors():
             loc = tuple(err["loc"])
-            problems.append(f"{_where(loc, lines, source)}: {err['msg']}")
+            head = origin.get(str(loc[0])) if loc else None
+            where = f"{head}: {_fmt_path(loc)}" if head else _where(loc, lines, source)
+            problems.append(f"{where}: {err['msg']}")
     else:
         for loc, msg in settings.reference_problems():
             problems.append(f"{_where(loc, lines, source)}: {msg}")

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llm_proxy.providers.registry import SPECS
+
 PROVIDER_TYPES = ("openai", "mock")
 # Providers that switch on from their environment variables (see providers/registry.py).
 BUILTIN_PROVIDER_NAMES = frozenset(
@@ -58,8 +60,16 @@ class ProviderConfig(Strict):
     # Forward the client's own upstream key (an Authorization header that is not the gateway key).
     forward_client_key: bool = False
     timeouts: Timeouts | None = None
-    max_connections: int = Field(256, ge=1)
+    max_connections: int = Field(1000, ge=1)
     enabled: bool = True
+
+    @field_validator("headers")
+    @classmethod
+    def _header_values(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if any(ord(c) < 0x20 and c != "\t" for c in name + value):
+                raise ValueError(f"header {name!r} contains control characters")
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -116,7 +126,14 @@ class Settings(Strict):
     cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
     # Paths served without a key.
     public_paths: list[str] = Field(
-        default_factory=lambda: ["/health", "/healthz", "/metrics", "/docs", "/redoc"]
+        default_factory=lambda: [
+            "/health",
+            "/healthz",
+            "/metrics",
+            "/docs",
+            "/redoc",
+            "/openapi.json",
+        ]
     )
     model_provider_map: dict[str, str] = Field(default_factory=dict)
     default_provider: str | None = None
@@ -142,7 +159,11 @@ class Settings(Strict):
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
-        return v.upper() if isinstance(v, str) else v
+        if not isinstance(v, str):
+            return v
+        v = v.upper()
+        # Seed 001 documents debug/info/warn/error; pino and winston users also write these.
+        return {"WARN": "WARNING", "TRACE": "DEBUG", "FATAL": "CRITICAL"}.get(v, v)
 
     def reference_problems(self) -> list[tuple[tuple[Any, ...], str]]:
         """Cross-field problems as (field path, message): duplicate names, unknown providers."""
@@ -152,6 +173,11 @@ class Settings(Strict):
             if p.name in seen:
                 out.append((("providers", i, "name"), f"duplicate provider name {p.name!r}"))
             seen.add(p.name)
+            spec = SPECS.get(p.name)
+            if p.type == "openai" and not p.base_url and not (spec and spec.default_base_url):
+                out.append(
+                    (("providers", i, "base_url"), "required (no built-in default for this name)")
+                )
         known = seen | {"mock"}
         models: set[str] = set()
         for i, m in enumerate(self.models):

@@ -14,7 +14,10 @@ import orjson
 from llm_proxy import errors as E
 from llm_proxy.formats.sse import is_simple, payloads
 
-_SECRETISH = re.compile(rb"(sk-|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
+# Key shapes of the providers we route to (OpenAI/Anthropic sk-, Groq gsk_, xAI xai-,
+# Perplexity pplx-, Google AIza, generic key-/Bearer). The provider's own key is also masked
+# literally (see `redact`).
+_SECRETISH = re.compile(rb"(sk-|sk_|gsk_|xai-|pplx-|AIza|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
 
 
 @dataclass(slots=True)
@@ -22,17 +25,19 @@ class StreamState:
     """Carried from chunk to chunk of one stream."""
 
     public_model: str
-    rewrite_model: bool
     client_wants_usage: bool
-    upstream_model: str = ""
     usage: dict[str, Any] | None = None
     done: bool = False  # [DONE] was seen
     chunks: int = 0
     # The last two payloads: a finish_reason there means a stream that only lacks [DONE].
     prev: bytes = b""
     last: bytes = b""
-    _needle: bytes = b""
-    _repl: bytes = b""
+    # `"model":"<name>"` as the client must see it, and as the upstream writes it (learned).
+    public_key: bytes = b""
+    upstream_key: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.public_key = b'"model":' + orjson.dumps(self.public_model)
 
     def finished(self) -> bool:
         """Whether a finish_reason was seen at the end of the stream."""
@@ -40,15 +45,18 @@ class StreamState:
             b'"finish_reason":"' in d or b'"finish_reason": "' in d for d in (self.prev, self.last)
         )
 
-    def model_swap(self) -> tuple[bytes, bytes]:
-        """(`"model":"<upstream>"`, `"model":"<public>"`): a byte-level rewrite for compact JSON.
+    def learn_upstream_key(self, data: bytes) -> bytes:
+        """The upstream's `"model":"..."` bytes (first seen), e.g. a dated snapshot name."""
+        if not self.upstream_key:
+            m = _MODEL_KEY.search(data)
+            if m:
+                self.upstream_key = m.group(0)
+        return self.upstream_key
 
-        Safe because `":"` with bare quotes cannot occur inside a JSON string (quotes are escaped).
-        """
-        if not self._needle:
-            self._needle = b'"model":' + orjson.dumps(self.upstream_model)
-            self._repl = b'"model":' + orjson.dumps(self.public_model)
-        return self._needle, self._repl
+
+# `"model":"..."` in compact JSON. A bare `":"` cannot occur inside a JSON string (quotes in
+# strings are escaped), so this never matches text inside content.
+_MODEL_KEY = re.compile(rb'"model":"(?:[^"\\]|\\.)*"')
 
 
 def to_upstream(
@@ -91,6 +99,10 @@ def _has_usage(data: bytes) -> bool:
     return j < n and data[j] == 0x7B  # "{"
 
 
+def _models_are_public(data: bytes, state: StreamState) -> bool:
+    return data.count(b'"model"') == data.count(state.public_key)
+
+
 def from_upstream_chunk(data: bytes, state: StreamState) -> bytes | None:
     """One upstream SSE data payload -> the payload for the client (None: drop the event)."""
     state.chunks += 1
@@ -98,13 +110,8 @@ def from_upstream_chunk(data: bytes, state: StreamState) -> bytes | None:
         state.done = True
         return data
     state.prev, state.last = state.last, data
-    if not _has_usage(data):
-        if not state.rewrite_model:
-            return data
-        needle, repl = state.model_swap()
-        out = data.replace(needle, repl, 1)
-        if out is not data:  # bytes.replace returns the same object when nothing matched
-            return out
+    if not _USAGE_OBJECT.search(data) and _models_are_public(data, state):
+        return data
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -119,7 +126,7 @@ def from_upstream_chunk(data: bytes, state: StreamState) -> bytes | None:
                 return None  # the usage-only chunk the client did not ask for
             doc["usage"] = None
             changed = True
-    if state.rewrite_model and "model" in doc and doc["model"] != state.public_model:
+    if "model" in doc and doc["model"] != state.public_model:
         doc["model"] = state.public_model
         changed = True
     return orjson.dumps(doc) if changed else data
@@ -157,11 +164,12 @@ def _relay_simple(segment: bytes, state: StreamState) -> bytes | None:
     if not n:
         return None
     out = segment
-    if state.rewrite_model:
-        needle, repl = state.model_swap()
-        if segment.count(b'"model"') != segment.count(needle):
+    keys = segment.count(b'"model"')
+    if keys and keys != segment.count(state.public_key):
+        upstream = state.learn_upstream_key(segment)
+        if not upstream or keys != segment.count(upstream):
             return None
-        out = segment.replace(needle, repl)
+        out = segment.replace(upstream, state.public_key)
     state.chunks += n
     if segment.endswith(b"data: [DONE]\n\n"):
         state.done = True
@@ -175,8 +183,11 @@ def frame(payloads: list[bytes]) -> bytes:
     return b"data: " + b"\n\ndata: ".join(lines) + b"\n\n"
 
 
-def redact(text: bytes) -> bytes:
-    """Mask anything shaped like a key in upstream text before it reaches a client or a log."""
+def redact(text: bytes, secrets: tuple[bytes, ...] = ()) -> bytes:
+    """Mask the given secrets and anything shaped like a key before text reaches a client or log."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, b"***")
     return _SECRETISH.sub(rb"\1***", text)
 
 
@@ -200,9 +211,15 @@ def from_upstream_error(
     headers: dict[str, str],
     client_key_forwarded: bool = False,
     exact_status: bool = False,
+    secrets: tuple[bytes, ...] = (),
 ) -> E.GatewayError:
-    """An upstream error body and status -> the GatewayError the client should see."""
-    err = _map_error(status, raw, headers, client_key_forwarded or exact_status)
+    """An upstream error body and status -> the GatewayError the client should see.
+
+    `secrets` (the credentials sent upstream) are masked wherever the upstream echoed them.
+    """
+    err = _map_error(
+        status, redact(raw[:4000], secrets), headers, client_key_forwarded or exact_status
+    )
     if exact_status:
         err.status = status  # the mock provider answers with exactly the status it was asked for
     return err
@@ -250,7 +267,7 @@ def _map_error(
 
 
 def _parse_error(raw: bytes) -> tuple[str, str | None, str | None, str | None]:
-    text = redact(raw[:4000])
+    text = raw
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:

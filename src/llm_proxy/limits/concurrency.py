@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 from llm_proxy.errors import ServiceUnavailableError
@@ -32,18 +33,28 @@ class ConcurrencyLimiter:
             return
         if len(self._waiters) >= self.max_waiting or self.timeout <= 0:
             raise _busy()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         self._waiters.append(fut)
+        # Not asyncio.wait_for: it can lose a slot handed over in the same loop turn as the
+        # timeout (3.12+) or swallow a cancellation (3.11). A timer that cancels the future
+        # keeps "timed out", "cancelled" and "got the slot" distinguishable.
+        timer = loop.call_later(self.timeout, fut.cancel)
         try:
-            await asyncio.wait_for(fut, self.timeout)
-        except TimeoutError:
-            raise _busy() from None
+            await fut
         except asyncio.CancelledError:
+            task = asyncio.current_task()
             if fut.done() and not fut.cancelled():
-                self.release()  # we were handed a slot as we were cancelled: pass it on
-            raise
+                self.release()  # handed a slot as we were cancelled: pass it on
+                raise
+            if task is not None and task.cancelling():
+                raise  # the request itself was cancelled (client gone, shutdown)
+            raise _busy() from None  # our timer fired
         finally:
-            if fut in self._waiters:
+            timer.cancel()
+            if not fut.done():
+                fut.cancel()
+            with contextlib.suppress(ValueError):
                 self._waiters.remove(fut)
 
     def release(self) -> None:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from llm_proxy.api.http import send_error
-from llm_proxy.auth import authenticate
+from llm_proxy.auth import ANONYMOUS, authenticate
 from llm_proxy.errors import GatewayError, InvalidRequestError, PermissionDeniedError
 from llm_proxy.gateway import Gateway
 
@@ -131,8 +131,11 @@ class GatewayMiddleware:
             if method == "OPTIONS" and origin and b"access-control-request-method" in headers:
                 await self._preflight(send_wrapper, cors, headers)
                 return
-            if path not in self.gw.router.runtime.settings.public_paths:
-                state["principal"] = authenticate(headers, self.gw.master_sha256)
+            runtime = self.gw.router.runtime
+            if path in runtime.settings.public_paths:
+                state["principal"] = ANONYMOUS
+            else:
+                state["principal"] = authenticate(headers, runtime.master_key_sha256)
             handler = self.fast_routes.get(path)
             if handler is not None:
                 if method != "POST":

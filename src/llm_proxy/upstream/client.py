@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
@@ -101,8 +100,9 @@ class AiohttpTransport:
     def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
         ct = self._timeouts.get(t)
         if ct is None:
+            # `connect` also bounds the wait for a free pooled connection.
             ct = aiohttp.ClientTimeout(
-                total=t.total, sock_connect=t.connect, sock_read=t.first_byte
+                total=t.total, connect=t.connect, sock_connect=t.connect, sock_read=t.first_byte
             )
             self._timeouts[t] = ct
         return ct
@@ -125,21 +125,16 @@ class AiohttpTransport:
             raise UpstreamTimeoutError("The upstream provider timed out.") from e
         except aiohttp.ClientConnectorError as e:
             raise UpstreamError("Could not connect to the upstream provider.") from e
-        except aiohttp.ClientError as e:
+        except (aiohttp.ClientError, ValueError) as e:
+            # ValueError: aiohttp refused a header or URL (say, a key with a stray newline).
             raise UpstreamError(f"The upstream request failed: {type(e).__name__}.") from e
         return _AiohttpResponse(resp)
 
-    async def retire(self, keep: set[str], grace: float) -> None:
-        """Close pools no longer in the table, after in-flight calls had time to finish."""
-        gone = [k for k in self._sessions if k not in keep]
-        if not gone:
-            return
-        await asyncio.sleep(grace)
-        for k in gone:
-            s = self._sessions.get(k)
-            if s is not None and k not in keep:
-                del self._sessions[k]
-                await s.close()
+    async def close_except(self, keep: set[str]) -> None:
+        """Close the pools whose keys are not in `keep` (providers gone from the table)."""
+        for k in [k for k in self._sessions if k not in keep]:
+            s = self._sessions.pop(k)
+            await s.close()
 
     async def aclose(self) -> None:
         for s in self._sessions.values():
