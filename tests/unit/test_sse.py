@@ -33,3 +33,15 @@ def test_segment_returns_raw_complete_events_only() -> None:
     d = SSEDecoder()
     assert d.segment(b"data: 1\n\ndata: 2") == b"data: 1\n\n"
     assert d.segment(b"\n\n") == b"data: 2\n\n"
+
+
+def test_is_simple_counts_single_line_data_events_only() -> None:
+    from llm_proxy.formats.sse import is_simple
+
+    assert is_simple(b"data: a\n\ndata: b\n\n") == 2
+    assert is_simple(b"data: a\n\n") == 1
+    assert is_simple(b"data: a\ndata: b\n\n") == 0  # multi-line data
+    assert is_simple(b": ping\n\ndata: a\n\n") == 0  # comment
+    assert is_simple(b"data: a\n\nevent: x\ndata: b\n\n") == 0
+    assert is_simple(b"data: a\n\n\ndata: b\n\n") == 0  # stray newline
+    assert is_simple(b"data: a") == 0

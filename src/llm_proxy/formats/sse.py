@@ -52,16 +52,15 @@ def payloads(segment: bytes) -> list[bytes]:
 
 
 def is_simple(segment: bytes) -> int:
-    """The event count if every event in the segment is exactly one `data: ` line, else 0."""
-    n = segment.count(b"\n\n")
-    if (
-        n
-        and segment.startswith(b"data: ")
-        and segment.count(b"\n") == 2 * n
-        and segment.count(b"\n\ndata: ") == n - 1
-    ):
-        return n
-    return 0
+    """The event count if every event in the segment is exactly one `data: ` line, else 0.
+
+    With k inner boundaries (`\\n\\ndata: `) and a final blank line, single-line events
+    account for exactly 2(k+1) newlines; any other line would add more.
+    """
+    if not (segment.startswith(b"data: ") and segment.endswith(b"\n\n")):
+        return 0
+    n = segment.count(b"\n\ndata: ") + 1
+    return n if segment.count(b"\n") == 2 * n else 0
 
 
 def _data_of(event: bytes) -> bytes | None:
