@@ -1,0 +1,52 @@
+"""Docs that cannot drift: every setting, provider field, CLI command and endpoint is in the README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_proxy.cli import cli
+from llm_proxy.config.schema import (
+    DeploymentConfig,
+    ModelConfig,
+    ProviderConfig,
+    Settings,
+    Timeouts,
+)
+from llm_proxy.providers.registry import SPECS
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        *Settings.model_fields,
+        *ProviderConfig.model_fields,
+        *DeploymentConfig.model_fields,
+        *ModelConfig.model_fields,
+        *Timeouts.model_fields,
+    ],
+)
+def test_every_config_key_is_documented(field: str) -> None:
+    assert f"{field}:" in README or f"{field}: " in README, f"README lacks config key {field!r}"
+
+
+def test_every_cli_command_is_documented() -> None:
+    names = [c.name or (c.callback.__name__ if c.callback else "") for c in cli.registered_commands]
+    assert names
+    for name in names:
+        assert f"llm-proxy {name}" in README, name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in SPECS if n != "mock"))
+def test_every_builtin_provider_is_documented(name: str) -> None:
+    assert f"`{name}`" in README, name
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/health", "/healthz", "/metrics", "/docs"]
+)
+def test_every_endpoint_is_documented(path: str) -> None:
+    assert f"{path}`" in README or f"{path}," in README, path
