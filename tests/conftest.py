@@ -93,6 +93,21 @@ def default_config(upstream_url: str, extra: str = "") -> str:
           - name: midstream-error-model
             provider: fakeai
             model: fake-midstream-error
+          - name: stall-model
+            provider: fakeai
+            model: fake-stall
+          - name: reset-model
+            provider: fakeai
+            model: fake-reset
+          - name: partial-tail-model
+            provider: fakeai
+            model: fake-partial-tail
+          - name: nodone-model
+            provider: fakeai
+            model: fake-nodone
+          - name: notsse-model
+            provider: fakeai
+            model: fake-notsse
         """)
         + extra
     )

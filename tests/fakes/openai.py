@@ -15,6 +15,11 @@ public model to a scenario), or by an `X-Fake-Scenario` header set in the provid
   fake-badjson          200 with a body that is not JSON
   fake-truncate         a stream that stops after two chunks without finish_reason or [DONE]
   fake-midstream-error  a stream with an error event after one chunk
+  fake-stall            a stream that stops sending after two chunks (connection left open)
+  fake-reset            a stream whose connection drops after two chunks
+  fake-partial-tail     a stream whose body ends in the middle of an event
+  fake-nodone           a complete stream (finish_reason, usage) without the final [DONE]
+  fake-notsse           answers a stream request with a plain JSON completion
 Streams (stream: true) send one chunk per word with `fake_delay` seconds between chunks, a final
 chunk with finish_reason, a usage chunk when stream_options.include_usage, then [DONE].
 """
@@ -120,7 +125,7 @@ class FakeOpenAI:
         if model == "fake-badjson":
             await _raw(send, 200, b"<html>not json</html>", b"application/json")
             return
-        if body.get("stream"):
+        if body.get("stream") and model != "fake-notsse":
             await self._stream(model, body, receive, send, delay)
             return
         await _json(send, 200, _completion(model, body))
@@ -235,6 +240,25 @@ class FakeOpenAI:
         for i, ev in enumerate(events):
             if model == "fake-truncate" and i == 2:
                 break
+            if model == "fake-stall" and i == 2:
+                if await _wait_or_disconnect(receive, 3600):
+                    self.disconnects.append(model)
+                return
+            if model == "fake-reset" and i == 2:
+                raise RuntimeError("fake upstream drops the connection mid-stream")
+            if model == "fake-partial-tail" and i == 2:
+                half = b"data: " + orjson.dumps(ev)[:20]
+                await send({"type": "http.response.body", "body": half, "more_body": False})
+                return
+            if model == "fake-nodone" and i == len(events) - 1:
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + orjson.dumps(ev) + b"\n\n",
+                        "more_body": False,
+                    }
+                )
+                return
             if model == "fake-midstream-error" and i == 2:
                 err = _err(
                     "The server had an error while processing your request.", "server_error", None

@@ -88,17 +88,6 @@ def from_upstream(raw: bytes, public_model: str) -> tuple[bytes, dict[str, Any] 
     return raw, usage if isinstance(usage, dict) else None
 
 
-def _has_usage(data: bytes) -> bool:
-    i = data.find(b'"usage"')
-    if i < 0:
-        return False
-    j = i + 7
-    n = len(data)
-    while j < n and data[j] in b" \t:":
-        j += 1
-    return j < n and data[j] == 0x7B  # "{"
-
-
 def _models_are_public(data: bytes, state: StreamState) -> bool:
     return data.count(b'"model"') == data.count(state.public_key)
 
