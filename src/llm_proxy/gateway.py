@@ -50,7 +50,7 @@ class Gateway:
         return self.router.runtime
 
     def transport(self, provider_type: str) -> Transport:
-        return self.mock if provider_type == "mock" else self.http  # type: ignore[return-value]
+        return self.mock if provider_type == "mock" else self.http
 
     def reload(self) -> bool:
         """Re-read the config file; swap on success, keep serving the old table on any problem."""

@@ -56,6 +56,7 @@ class CallRecord:
     chunks: int = 0
     disconnected: bool = False
     error: str | None = None
+    responded: bool = False  # the response head went out: errors can only be stream events now
 
 
 async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -65,7 +66,6 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     st = scope["state"]
     headers: dict[bytes, bytes] = st["headers"]
     rec = CallRecord(request_id=st["request_id"], started=time.perf_counter())
-    started = [False]
     try:
         raw = await read_body(
             receive, headers, settings.max_request_bytes, settings.body_read_timeout
@@ -79,9 +79,7 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             try:
                 deployment = route(router, body, headers)[0]
                 rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
-                await call_and_relay(
-                    gw, deployment, body, headers, st["principal"], send, rec, started
-                )
+                await call_and_relay(gw, deployment, body, headers, st["principal"], send, rec)
             finally:
                 gw.limiter.release()
         except asyncio.CancelledError:
@@ -95,7 +93,7 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             watch.stop()
     except E.GatewayError as err:
         rec.status, rec.error = err.status, err.code or err.type
-        if not started[0]:
+        if not rec.responded:
             await send_error(send, err)
     except ClientDisconnected:
         rec.status, rec.disconnected = 499, True
@@ -158,16 +156,14 @@ async def call_and_relay(
     principal: Principal,
     send: Any,
     rec: CallRecord,
-    started: list[bool],
 ) -> None:
     """Call upstream and relay the answer (plain JSON or SSE)."""
     resp = await call(gw, deployment, body, headers, principal, rec.stream)
     provider = deployment.provider.name.encode()
     if rec.stream:
-        await relay_stream(resp, body, provider, send, rec, started)
+        await relay_stream(resp, body, provider, send, rec)
     else:
         await relay_plain(resp, body["model"], provider, send, rec)
-    started[0] = True
 
 
 async def relay_plain(
@@ -175,7 +171,7 @@ async def relay_plain(
 ) -> None:
     raw = await resp.read()
     out, rec.usage = openai_chat.from_upstream(raw, public_model)
-    rec.status = 200
+    rec.responded, rec.status = True, 200
     await send_json(
         send,
         200,
@@ -190,7 +186,6 @@ async def relay_stream(
     provider: bytes,
     send: Any,
     rec: CallRecord,
-    started: list[bool],
 ) -> None:
     """Relay SSE as it arrives (one write per upstream read), ending with [DONE] or an error event."""
     ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
@@ -209,8 +204,7 @@ async def relay_stream(
             "headers": [*_SSE_HEADERS, (b"x-llm-proxy-provider", provider)],
         }
     )
-    started[0] = True
-    rec.status = 200
+    rec.responded, rec.status = True, 200
     dec = SSEDecoder()
     translate = openai_chat.from_upstream_events
     try:

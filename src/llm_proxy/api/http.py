@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
-
 from llm_proxy.errors import GatewayError, RequestTimeoutError, RequestTooLargeError
 
 Scope = dict[str, Any]
@@ -67,10 +65,6 @@ async def send_json(
     h.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": h})
     await send({"type": "http.response.body", "body": body})
-
-
-def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj)
 
 
 class DisconnectWatch:

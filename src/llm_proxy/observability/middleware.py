@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from typing import Any
 
 from llm_proxy.api.http import send_error
@@ -163,7 +162,3 @@ class GatewayMiddleware:
                         code="internal_error",
                     ),
                 )
-
-
-def uptime(gw: Gateway) -> float:
-    return round(time.time() - gw.started, 3)

@@ -132,6 +132,9 @@ class _Response:
 class MockTransport:
     """Answers in process, exactly as an OpenAI-compatible server would."""
 
+    async def aclose(self) -> None:
+        return None
+
     async def send(
         self,
         pool: str,
