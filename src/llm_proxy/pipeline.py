@@ -226,6 +226,10 @@ async def relay_stream(
     finally:
         resp.close()
         rec.usage, rec.chunks = state.usage, state.chunks
+        if rec.usage is None and state.chunks > 1:
+            # Cut short (client gone, upstream failed) before the usage chunk: OpenAI-style
+            # streams carry about one token per chunk after the role chunk.
+            rec.usage = {"completion_tokens": state.chunks - 1, "estimated": True}
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 

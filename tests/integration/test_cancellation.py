@@ -22,7 +22,10 @@ def _wait_for(cond: object, timeout: float = 3.0) -> bool:
     return False
 
 
-def test_stream_client_disconnect_cancels_upstream(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+def test_stream_client_disconnect_cancels_upstream(
+    client: openai.OpenAI, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="llm_proxy.requests")
     stream = client.chat.completions.create(
         model="gpt-test", messages=USER, stream=True, extra_body={"fake_delay": 0.3}
     )
@@ -35,6 +38,12 @@ def test_stream_client_disconnect_cancels_upstream(client: openai.OpenAI, fake: 
     assert time.monotonic() - t0 < 1.0
     # The upstream stopped early: it did not get to send all 11 events.
     assert fake.chunks_sent and fake.chunks_sent[-1] < 6
+    # The usage seen so far is kept for accounting (an estimate: the usage chunk never came).
+    assert _wait_for(lambda: any(r.__dict__.get("disconnected") for r in caplog.records))
+    rec = next(r for r in caplog.records if r.__dict__.get("disconnected"))
+    assert rec.__dict__["status"] == 499
+    assert rec.__dict__["usage"]["estimated"] is True
+    assert 1 <= rec.__dict__["usage"]["completion_tokens"] <= fake.chunks_sent[-1]
 
 
 def test_plain_client_disconnect_cancels_upstream(
