@@ -43,6 +43,7 @@ class Gateway:
         self.version = __version__
         self.reloads = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._removed: dict[str, object] = {}  # pool -> the pending retirement's token
         self._stamp = _stamp(loaded.path)
 
     @property
@@ -76,17 +77,26 @@ class Gateway:
         self.limiter.timeout = s.queue_timeout
         self.reloads += 1
         log.info("config reloaded", extra={"event": "config_reloaded", "diff": changes})
-        # Calls started on the old table may still use its pools: close them only after the
-        # longest of its timeouts, and only if the table current then no longer uses them.
-        grace = max(p.timeouts.total for p in old.providers.values())
-        task = asyncio.get_running_loop().create_task(self._retire_pools(grace))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        # Calls started on the old table may still use its pools: a pool is closed only once it
+        # has been out of the table for the longest timeout of the table that last had it.
+        live = {p.pool for p in runtime.providers.values()}
+        for pool in live:
+            self._removed.pop(pool, None)  # back in the table: no longer to be closed
+        for p in old.providers.values():
+            if p.pool not in live and p.pool not in self._removed:
+                token = self._removed[p.pool] = object()
+                task = asyncio.get_running_loop().create_task(
+                    self._retire_pool(p.pool, p.timeouts.total, token)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         return True
 
-    async def _retire_pools(self, grace: float) -> None:
+    async def _retire_pool(self, pool: str, grace: float, token: object) -> None:
         await asyncio.sleep(grace)
-        await self.http.close_except({p.pool for p in self.runtime.providers.values()})
+        if self._removed.get(pool) is token:  # not re-added (nor removed again) meanwhile
+            del self._removed[pool]
+            await self.http.close({pool})
 
     async def watch(self) -> None:
         """Poll the config file; a changed stamp triggers reload()."""

@@ -119,3 +119,37 @@ def test_reload_rotates_the_master_key(
         model="gpt-test", messages=USER
     )
     assert r.choices[0].message.content == "fake: reload me"
+
+
+def test_pool_of_a_removed_provider_closes_after_grace_unless_readded(
+    gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str]
+) -> None:
+    url = fake_upstream[1]
+
+    def cfg(with_b: bool) -> str:
+        text = (
+            "master_key: sk-gw-test-master\nreload_interval: 0.05\nproviders:\n"
+            f"  - name: a\n    base_url: {url}/v1\n    timeouts: {{connect: 1, first_byte: 1, total: 0.5}}\n"
+        )
+        if with_b:
+            text += f"  - name: b\n    base_url: {url}/v1\n    timeouts: {{connect: 1, first_byte: 1, total: 0.5}}\n"
+        return text
+
+    rg = gateway_factory(cfg(True))
+    c = rg.client()
+    for name in ("a", "b"):
+        assert c.chat.completions.create(model=f"{name}/fake-plain", messages=USER).choices
+    pools = rg.gw.http._sessions
+    b_pool = next(k for k in pools if k.startswith("b|"))
+    _write(rg.config_path, cfg(False))  # b removed...
+    assert _until(lambda: rg.gw.reloads == 1)
+    time.sleep(0.2)
+    _write(rg.config_path, cfg(True) + "# touched\n")  # ...and back before its grace ends
+    assert _until(lambda: rg.gw.reloads == 2)
+    time.sleep(0.6)
+    assert b_pool in pools and not pools[b_pool].closed
+    assert c.chat.completions.create(model="b/fake-plain", messages=USER).choices
+    _write(rg.config_path, cfg(False) + "# again\n")  # removed for good: closed after 0.5 s
+    assert _until(lambda: rg.gw.reloads == 3)
+    assert _until(lambda: b_pool not in pools, timeout=3)
+    assert c.chat.completions.create(model="a/fake-plain", messages=USER).choices

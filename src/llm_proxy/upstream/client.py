@@ -130,11 +130,12 @@ class AiohttpTransport:
             raise UpstreamError(f"The upstream request failed: {type(e).__name__}.") from e
         return _AiohttpResponse(resp)
 
-    async def close_except(self, keep: set[str]) -> None:
-        """Close the pools whose keys are not in `keep` (providers gone from the table)."""
-        for k in [k for k in self._sessions if k not in keep]:
-            s = self._sessions.pop(k)
-            await s.close()
+    async def close(self, pools: set[str]) -> None:
+        """Close these pools (providers gone from the routing table)."""
+        for k in pools:
+            s = self._sessions.pop(k, None)
+            if s is not None:
+                await s.close()
 
     async def aclose(self) -> None:
         for s in self._sessions.values():
