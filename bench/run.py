@@ -471,17 +471,38 @@ def measure(target: str, kind: str, ep: Endpoint, connections: int, seconds: int
     }
 
 
-def run_matrix(targets: Targets, seconds: int, warmup: int) -> list[dict[str, Any]]:
-    cells = []
-    for target, endpoints in targets.items():
-        for kind, ep in endpoints.items():
-            if warmup:
+def run_matrix(
+    targets: Targets, seconds: int, warmup: int, repeat: int = 1
+) -> list[dict[str, Any]]:
+    """Every target x kind x concurrency, `repeat` rounds interleaved target by target.
+
+    Interleaving puts the floor's and the gateway's runs of a cell next to each other in time,
+    so drift on a shared machine (other tenants, frequency changes) hits both alike. Each cell
+    reports the run with the median CPU per request, and all runs' figures.
+    """
+    if warmup:
+        for endpoints in targets.values():
+            for kind, ep in endpoints.items():
                 run_wrk(ep, kind, 16, warmup)
+    samples: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        for connections in CONCURRENCY:
+            for _ in range(repeat):
+                for target, endpoints in targets.items():
+                    cell = measure(target, kind, endpoints[kind], connections, seconds)
+                    print("  " + format_row(cell), flush=True)
+                    samples.setdefault((target, kind, connections), []).append(cell)
+                    time.sleep(0.3)  # let connections drain between cells
+    cells = []
+    for target in targets:
+        for kind in KINDS:
             for connections in CONCURRENCY:
-                cell = measure(target, kind, ep, connections, seconds)
-                print("  " + format_row(cell), flush=True)
+                runs = samples[(target, kind, connections)]
+                ranked = sorted(runs, key=lambda c: c["cpu_ms_per_req"] or 0.0)
+                cell = dict(ranked[len(ranked) // 2])
+                cell["cpu_ms_samples"] = [c["cpu_ms_per_req"] for c in runs]
+                cell["rps_samples"] = [c["rps"] for c in runs]
                 cells.append(cell)
-                time.sleep(0.3)  # let connections drain between cells
     return cells
 
 
@@ -550,6 +571,7 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 
 def gateway_vs_floor(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per kind and concurrency: the median of the paired (same round) gateway/floor ratios."""
     rows = []
     for kind in KINDS:
         for conc in CONCURRENCY:
@@ -558,11 +580,18 @@ def gateway_vs_floor(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "kind": kind,
                     "concurrency": conc,
-                    "cpu_ratio": _ratio(gateway["cpu_ms_per_req"], floor["cpu_ms_per_req"]),
-                    "rps_ratio": _ratio(gateway["rps"], floor["rps"]),
+                    "cpu_ratio": _paired_median(gateway, floor, "cpu_ms"),
+                    "rps_ratio": _paired_median(gateway, floor, "rps"),
                 }
             )
     return rows
+
+
+def _paired_median(gateway: dict[str, Any], floor: dict[str, Any], what: str) -> float | None:
+    g = gateway.get(f"{what}_samples") or [gateway[f"{what}_per_req" if what == "cpu_ms" else what]]
+    f = floor.get(f"{what}_samples") or [floor[f"{what}_per_req" if what == "cpu_ms" else what]]
+    ratios = sorted(r for a, b in zip(g, f, strict=False) if (r := _ratio(a, b)) is not None)
+    return ratios[len(ratios) // 2] if ratios else None
 
 
 def added_latency(cells: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -651,6 +680,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "nginx": tool_version([nginx_binary(), "-v"]),
         "wrk": tool_version(["wrk", "-v"]),
         "seconds_per_cell": args.duration,
+        "rounds_per_cell": args.repeat,
         "warmup_seconds": args.warmup,
         "concurrency": list(CONCURRENCY),
         "gateway": "floor stand-in" if args.gateway_as_floor else args.gateway_cmd,
@@ -663,6 +693,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2s cells, 10k/20k soak")
     parser.add_argument("--duration", type=int, help="seconds per cell (default 5, quick 2)")
     parser.add_argument("--warmup", type=int, default=1, help="warm-up seconds per target/kind")
+    parser.add_argument(
+        "--repeat", type=int, help="interleaved rounds per cell (default 3, quick 1)"
+    )
     parser.add_argument(
         "--soak",
         type=int,
@@ -682,7 +715,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, help="results file (default bench/results/DATE.json)")
     args = parser.parse_args(argv)
-    args.duration = args.duration or (2 if args.quick else 5)
+    args.duration = args.duration or (2 if args.quick else 4)
+    args.repeat = args.repeat or (1 if args.quick else 3)
     args.soak = tuple(args.soak or ((10_000, 20_000) if args.quick else (10_000, 50_000)))
     if args.out is None:
         suffix = "-floor-standin" if args.gateway_as_floor else ""
@@ -699,8 +733,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             print("checking each endpoint once:")
             results["checks"] = validate(targets)
             results["rss_idle_kib"] = {t: rss_kib(eps["plain"].pid) for t, eps in targets.items()}
-            print(f"\nmeasuring ({args.duration}s per cell):\n  {TABLE_HEADER}")
-            results["cells"] = run_matrix(targets, args.duration, args.warmup)
+            print(
+                f"\nmeasuring ({args.duration}s per cell, {args.repeat} interleaved rounds):"
+                f"\n  {TABLE_HEADER}"
+            )
+            results["cells"] = run_matrix(targets, args.duration, args.warmup, args.repeat)
             print(f"\nsoak to {args.soak[-1]} requests through the gateway:")
             rate = _cell(results["cells"], "gateway", "plain", 16)["rps"]
             results["soak"] = soak(targets["gateway"]["plain"], args.soak, rate)
