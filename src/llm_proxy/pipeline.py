@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from llm_proxy import errors as E
 from llm_proxy.api.http import (
     ClientDisconnected,
@@ -24,8 +22,8 @@ from llm_proxy.api.http import (
 )
 from llm_proxy.auth import Principal
 from llm_proxy.canonical.chat import parse_json, validate_chat
-from llm_proxy.formats import openai_chat
-from llm_proxy.formats.sse import DONE, SSEDecoder, encode
+from llm_proxy.formats import WireFormat, openai_chat
+from llm_proxy.formats.sse import SSEDecoder
 from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import record_call
 from llm_proxy.routing.router import Router
@@ -118,7 +116,8 @@ def _upstream_headers(
         # Seed 004's precedence: the client's own Authorization (not our gateway key) wins.
         own = headers.get(b"authorization")
         if own:
-            return {**p.headers, "Authorization": own.decode("latin-1")}, True
+            token = own.decode("latin-1").partition(" ")[2].strip()
+            return {**p.headers, p.auth_header: p.auth_scheme + token}, True
     return p.headers, False
 
 
@@ -132,7 +131,7 @@ async def call(
 ) -> UpstreamResponse:
     """Send one attempt upstream; an upstream error status becomes a typed GatewayError."""
     p = deployment.provider
-    payload = openai_chat.to_upstream(body, deployment.model, deployment.params, stream)
+    payload = p.wire.to_upstream(body, deployment.model, deployment.params, stream)
     up_headers, forwarded = _upstream_headers(deployment, headers, principal)
     resp = await gw.transport(p.type).send(
         p.pool, p.chat_url, up_headers, payload, p.timeouts, p.max_connections
@@ -141,8 +140,9 @@ async def call(
         raw = await resp.read()
         secrets = p.secrets
         if forwarded:
-            secrets = (*secrets, up_headers["Authorization"].partition(" ")[2].encode("latin-1"))
-        raise openai_chat.from_upstream_error(
+            token = up_headers[p.auth_header].removeprefix(p.auth_scheme)
+            secrets = (*secrets, token.encode("latin-1"))
+        raise p.wire.from_upstream_error(
             resp.status, raw, dict(resp.headers), forwarded, p.type == "mock", secrets
         )
     return resp
@@ -159,18 +159,23 @@ async def call_and_relay(
 ) -> None:
     """Call upstream and relay the answer (plain JSON or SSE)."""
     resp = await call(gw, deployment, body, headers, principal, rec.stream)
-    provider = deployment.provider.name.encode()
+    p = deployment.provider
     if rec.stream:
-        await relay_stream(resp, body, provider, send, rec)
+        await relay_stream(resp, p.wire, body, p.name.encode(), send, rec)
     else:
-        await relay_plain(resp, body["model"], provider, send, rec)
+        await relay_plain(resp, p.wire, body["model"], p.name.encode(), send, rec)
 
 
 async def relay_plain(
-    resp: UpstreamResponse, public_model: str, provider: bytes, send: Any, rec: CallRecord
+    resp: UpstreamResponse,
+    fmt: WireFormat,
+    public_model: str,
+    provider: bytes,
+    send: Any,
+    rec: CallRecord,
 ) -> None:
     raw = await resp.read()
-    out, rec.usage = openai_chat.from_upstream(raw, public_model)
+    out, rec.usage = fmt.from_upstream(raw, public_model)
     rec.responded, rec.status = True, 200
     await send_json(
         send,
@@ -182,6 +187,7 @@ async def relay_plain(
 
 async def relay_stream(
     resp: UpstreamResponse,
+    fmt: WireFormat,
     body: dict[str, Any],
     provider: bytes,
     send: Any,
@@ -193,9 +199,8 @@ async def relay_stream(
         await resp.read()
         raise E.UpstreamError(f"The upstream provider did not stream (content-type {ctype!r}).")
     so = body.get("stream_options")
-    state = openai_chat.StreamState(
-        public_model=body["model"],
-        client_wants_usage=isinstance(so, dict) and bool(so.get("include_usage")),
+    state = fmt.new_stream_state(
+        body["model"], isinstance(so, dict) and bool(so.get("include_usage"))
     )
     await send(
         {
@@ -206,21 +211,21 @@ async def relay_stream(
     )
     rec.responded, rec.status = True, 200
     dec = SSEDecoder()
-    translate = openai_chat.from_upstream_events
+    translate = fmt.from_upstream_events
     try:
         async for chunk in resp.iter_chunks():
             segment = dec.segment(chunk)
             if segment and (out := translate(segment, state)):
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        tail = _stream_end(dec, state)
+        tail = fmt.finish_stream(state, dec.flush())
     except E.GatewayError as err:
         rec.status, rec.error = err.status, err.code or err.type
-        tail = _stream_error(err)
+        tail = openai_chat.stream_error(err)
     except Exception:
         # Headers are gone: the only honest ending left is an error event, never a silent cut.
         log.exception("stream relay failed", extra={"request_id": rec.request_id})
         rec.status, rec.error = 500, "internal_error"
-        tail = _stream_error(
+        tail = openai_chat.stream_error(
             E.GatewayError("The gateway failed while relaying the stream.", code="internal_error")
         )
     finally:
@@ -231,37 +236,3 @@ async def relay_stream(
             # streams carry about one token per chunk after the role chunk.
             rec.usage = {"completion_tokens": state.chunks - 1, "estimated": True}
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-def _stream_end(dec: SSEDecoder, state: openai_chat.StreamState) -> bytes:
-    """What follows the last upstream read: a complete final event, [DONE], or an error event."""
-    tail = b""
-    for data in dec.flush():  # an event cut off by the end of the body
-        if data != b"[DONE]" and not _is_json(data):
-            # Half an event: drop it. After a finish_reason only the usage chunk can be lost.
-            return tail + (DONE if state.finished() else _stream_error(_truncated()))
-        out = openai_chat.from_upstream_chunk(data, state)
-        if out is not None:
-            tail += openai_chat.frame([out])
-    if state.done:
-        return tail
-    return tail + (DONE if state.finished() else _stream_error(_truncated()))
-
-
-def _is_json(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-def _truncated() -> E.UpstreamError:
-    return E.UpstreamError(
-        "The upstream stream ended before the response was complete.",
-        code="upstream_stream_truncated",
-    )
-
-
-def _stream_error(err: E.GatewayError) -> bytes:
-    return encode(err.to_json())

@@ -8,6 +8,7 @@ from typing import Any
 
 from llm_proxy.config.load import ConfigError
 from llm_proxy.config.schema import ProviderConfig, Settings, Timeouts
+from llm_proxy.formats import FORMATS, WireFormat
 from llm_proxy.providers.registry import BUILTIN_RULES, SPECS, ProviderSpec
 
 
@@ -24,6 +25,10 @@ class Provider:
     # Static headers sent on every call: auth first, then extras. Never logged.
     headers: dict[str, str] = field(repr=False)
     key_hint: str = ""  # which setting the key came from, for error messages
+    wire: WireFormat = FORMATS["openai"]
+    # Where the credential goes: forwarded client keys use the same header and scheme.
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer "
     pool: str = ""  # connection-pool key: a new base URL gets a fresh pool
     # Credential values sent upstream, masked in any upstream text we pass on.
     secrets: tuple[bytes, ...] = field(default=(), repr=False)

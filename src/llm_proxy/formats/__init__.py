@@ -1,1 +1,42 @@
-"""Pure translators, one module per wire format; FORMATS maps a format name to its module."""
+"""Pure translators, one module per wire format; FORMATS maps a format name to its functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from llm_proxy.errors import GatewayError
+from llm_proxy.formats import openai_chat
+
+
+@dataclass(frozen=True, slots=True)
+class WireFormat:
+    """The functions a provider adapter exports (see docs/architecture.md)."""
+
+    name: str
+    path: str  # appended to the provider's base URL
+    to_upstream: Callable[[dict[str, Any], str, dict[str, Any], bool], bytes]
+    from_upstream: Callable[[bytes, str], tuple[bytes, dict[str, Any] | None]]
+    new_stream_state: Callable[[str, bool], Any]
+    from_upstream_events: Callable[[bytes, Any], bytes]
+    finish_stream: Callable[[Any, list[bytes]], bytes]
+    from_upstream_error: Callable[..., GatewayError]
+
+
+def _of(name: str, module: Any) -> WireFormat:
+    return WireFormat(
+        name=name,
+        path=module.PATH,
+        to_upstream=module.to_upstream,
+        from_upstream=module.from_upstream,
+        new_stream_state=module.new_stream_state,
+        from_upstream_events=module.from_upstream_events,
+        finish_stream=module.finish_stream,
+        from_upstream_error=module.from_upstream_error,
+    )
+
+
+FORMATS: dict[str, WireFormat] = {"openai": _of("openai", openai_chat)}
+
+__all__ = ["FORMATS", "WireFormat"]

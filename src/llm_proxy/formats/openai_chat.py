@@ -12,7 +12,9 @@ from typing import Any
 import orjson
 
 from llm_proxy import errors as E
-from llm_proxy.formats.sse import is_simple, payloads
+from llm_proxy.formats.sse import DONE, encode, is_simple, payloads
+
+PATH = "/chat/completions"  # appended to the provider's base URL
 
 # Key shapes of the providers we route to (OpenAI/Anthropic sk-, Groq gsk_, xAI xai-,
 # Perplexity pplx-, Google AIza, generic key-/Bearer). The provider's own key is also masked
@@ -57,6 +59,10 @@ class StreamState:
 # `"model":"..."` in compact JSON. A bare `":"` cannot occur inside a JSON string (quotes in
 # strings are escaped), so this never matches text inside content.
 _MODEL_KEY = re.compile(rb'"model":"(?:[^"\\]|\\.)*"')
+
+
+def new_stream_state(public_model: str, client_wants_usage: bool) -> StreamState:
+    return StreamState(public_model=public_model, client_wants_usage=client_wants_usage)
 
 
 def to_upstream(
@@ -164,6 +170,44 @@ def _relay_simple(segment: bytes, state: StreamState) -> bytes | None:
         state.done = True
     state.prev, state.last = state.last, segment
     return out
+
+
+def finish_stream(state: StreamState, leftover: list[bytes]) -> bytes:
+    """At upstream EOF: a complete final event, [DONE], or an error event (never silence).
+
+    `leftover` holds the data of an event the body ended in without its blank line.
+    """
+    tail = b""
+    for data in leftover:
+        if data != b"[DONE]" and not is_json(data):
+            # Half an event: drop it. After a finish_reason only the usage chunk can be lost.
+            return tail + (DONE if state.finished() else stream_error(truncated()))
+        out = from_upstream_chunk(data, state)
+        if out is not None:
+            tail += frame([out])
+    if state.done:
+        return tail
+    return tail + (DONE if state.finished() else stream_error(truncated()))
+
+
+def is_json(data: bytes) -> bool:
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def truncated() -> E.UpstreamError:
+    return E.UpstreamError(
+        "The upstream stream ended before the response was complete.",
+        code="upstream_stream_truncated",
+    )
+
+
+def stream_error(err: E.GatewayError) -> bytes:
+    """An OpenAI-style error event: how a stream that already started reports a failure."""
+    return encode(err.to_json())
 
 
 def frame(payloads: list[bytes]) -> bytes:
