@@ -50,6 +50,16 @@ def fake_upstream() -> Iterator[tuple[FakeOpenAI, str]]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_anthropic_upstream() -> Iterator[tuple[Any, str]]:
+    from tests.fakes.anthropic import FakeAnthropic
+
+    app = FakeAnthropic()
+    server = ServerThread(app).start()
+    yield app, server.url
+    server.stop()
+
+
 @pytest.fixture
 def fake(fake_upstream: tuple[FakeOpenAI, str]) -> FakeOpenAI:
     fake_upstream[0].reset()

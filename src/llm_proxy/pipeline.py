@@ -175,7 +175,7 @@ async def relay_plain(
     rec: CallRecord,
 ) -> None:
     raw = await resp.read()
-    out, rec.usage = fmt.from_upstream(raw, public_model)
+    out, rec.usage = fmt.from_upstream(raw, public_model, int(time.time()))
     rec.responded, rec.status = True, 200
     await send_json(
         send,
@@ -199,9 +199,8 @@ async def relay_stream(
         await resp.read()
         raise E.UpstreamError(f"The upstream provider did not stream (content-type {ctype!r}).")
     so = body.get("stream_options")
-    state = fmt.new_stream_state(
-        body["model"], isinstance(so, dict) and bool(so.get("include_usage"))
-    )
+    wants_usage = isinstance(so, dict) and bool(so.get("include_usage"))
+    state = fmt.new_stream_state(body["model"], wants_usage, int(time.time()))
     await send(
         {
             "type": "http.response.start",

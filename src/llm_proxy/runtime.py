@@ -105,35 +105,77 @@ def _clean_key(key: str | None, where: str) -> str | None:
     return key or None
 
 
-def _auth_headers(spec_auth: str, key: str | None) -> dict[str, str]:
+_AUTH: dict[str, tuple[str, str]] = {  # scheme -> (header, value prefix)
+    "bearer": ("Authorization", "Bearer "),
+    "x-api-key": ("x-api-key", ""),
+}
+
+
+def _auth_headers(scheme: str, key: str | None) -> dict[str, str]:
     base = {"Content-Type": "application/json"}
-    if key and spec_auth == "bearer":
-        base["Authorization"] = f"Bearer {key}"
+    if key and scheme in _AUTH:
+        header, prefix = _AUTH[scheme]
+        base[header] = prefix + key
     return base
 
 
+def _provider(
+    spec: ProviderSpec,
+    name: str,
+    ptype: str,
+    base: str,
+    key: str | None,
+    settings: Settings,
+    **kw: Any,
+) -> Provider:
+    wire = FORMATS[spec.format]
+    header, prefix = _AUTH.get(spec.auth, ("Authorization", "Bearer "))
+    extra: dict[str, str] = kw.pop("headers", {})
+    return Provider(
+        name=name,
+        type=ptype,
+        format=spec.format,
+        base_url=base,
+        chat_url=f"{base}{wire.path}",
+        timeouts=kw.pop("timeouts", None) or _timeouts(settings, None),
+        max_connections=kw.pop("max_connections", 1000),
+        forward_client_key=kw.pop("forward_client_key", False),
+        headers={**_auth_headers(spec.auth, key), **spec.default_headers, **extra},
+        key_hint=kw.pop("key_hint", ""),
+        wire=wire,
+        auth_header=header,
+        auth_scheme=prefix,
+    )
+
+
+# A config entry's type picks its defaults when its name is not a built-in provider's.
+_TYPE_SPECS = {"openai": ProviderSpec(name="openai", format="openai", default_base_url=None)}
+
+
 def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) -> Provider:
-    spec = SPECS.get(pc.name) if pc.type == "openai" else SPECS["mock"]
+    named = SPECS.get(pc.name)
+    if named is not None and (named.format == pc.type or named.name == pc.type):
+        spec = named
+    else:
+        spec = _TYPE_SPECS.get(pc.type) or SPECS[pc.type]
     key = pc.api_key
     hint = "api_key" if key else ""
     if not key and pc.api_key_env:
         key = env.get(pc.api_key_env) or None
         hint = pc.api_key_env
     key = _clean_key(key, f"providers.{pc.name}.{hint or 'api_key'}")
-    base = pc.base_url or (spec.default_base_url if spec else None) or ""
-    if pc.type == "mock":
-        base = "mock://local"
-    headers = {**_auth_headers("bearer" if pc.type == "openai" else "none", key), **pc.headers}
-    return Provider(
-        name=pc.name,
-        type=pc.type,
-        format="openai",
-        base_url=base,
-        chat_url=f"{base}/chat/completions",
+    base = "mock://local" if pc.type == "mock" else pc.base_url or spec.default_base_url or ""
+    return _provider(
+        spec,
+        pc.name,
+        pc.type,
+        base,
+        key,
+        settings,
+        headers=pc.headers,
         timeouts=_timeouts(settings, pc.timeouts),
         max_connections=pc.max_connections,
         forward_client_key=pc.forward_client_key,
-        headers=headers,
         key_hint=hint,
     )
 
@@ -147,18 +189,8 @@ def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Pr
         return None
     base = (env[url_var] if url_var else spec.default_base_url or "").rstrip("/")
     key = _clean_key(env[key_var], f"env {key_var}") if key_var else None
-    return Provider(
-        name=spec.name,
-        type="openai",
-        format=spec.format,
-        base_url=base,
-        chat_url=f"{base}/chat/completions",
-        timeouts=_timeouts(settings, None),
-        max_connections=1000,
-        forward_client_key=False,
-        headers={**_auth_headers(spec.auth, key), **spec.default_headers},
-        key_hint=key_var or "",
-    )
+    ptype = "openai" if spec.format == "openai" else spec.name
+    return _provider(spec, spec.name, ptype, base, key, settings, key_hint=key_var or "")
 
 
 def _mock(settings: Settings) -> Provider:
@@ -192,7 +224,7 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
         if pc.enabled:
             providers[pc.name] = _from_config(pc, settings, env)
             hints.pop(pc.name, None)
-    for later in ("anthropic", "gemini", "vertex", "azure", "cohere", "bedrock"):
+    for later in ("gemini", "vertex", "azure", "cohere", "bedrock"):
         hints.setdefault(later, "this provider type is not supported yet")
     models = {
         m.name: tuple(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llm_proxy.providers.registry import SPECS
 
-PROVIDER_TYPES = ("openai", "mock")
+PROVIDER_TYPES = ("openai", "anthropic", "mock")
 # Providers that switch on from their environment variables (see providers/registry.py).
 BUILTIN_PROVIDER_NAMES = frozenset(
     {
@@ -52,7 +52,7 @@ class Timeouts(Strict):
 
 class ProviderConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["openai", "mock"] = "openai"
+    type: Literal["openai", "anthropic", "mock"] = "openai"
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
@@ -174,7 +174,11 @@ class Settings(Strict):
                 out.append((("providers", i, "name"), f"duplicate provider name {p.name!r}"))
             seen.add(p.name)
             spec = SPECS.get(p.name)
-            if p.type == "openai" and not p.base_url and not (spec and spec.default_base_url):
+            if (
+                p.type == "openai"
+                and not p.base_url
+                and not (spec and spec.default_base_url and spec.format == "openai")
+            ):
                 out.append(
                     (("providers", i, "base_url"), "required (no built-in default for this name)")
                 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_proxy.errors import GatewayError
-from llm_proxy.formats import openai_chat
+from llm_proxy.formats import anthropic_messages, openai_chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +17,10 @@ class WireFormat:
     name: str
     path: str  # appended to the provider's base URL
     to_upstream: Callable[[dict[str, Any], str, dict[str, Any], bool], bytes]
-    from_upstream: Callable[[bytes, str], tuple[bytes, dict[str, Any] | None]]
-    new_stream_state: Callable[[str, bool], Any]
+    # (raw, public model, created) -> (OpenAI chat.completion bytes, usage)
+    from_upstream: Callable[[bytes, str, int], tuple[bytes, dict[str, Any] | None]]
+    # (public model, client wants usage, created) -> the format's StreamState
+    new_stream_state: Callable[[str, bool, int], Any]
     from_upstream_events: Callable[[bytes, Any], bytes]
     finish_stream: Callable[[Any, list[bytes]], bytes]
     from_upstream_error: Callable[..., GatewayError]
@@ -37,6 +39,9 @@ def _of(name: str, module: Any) -> WireFormat:
     )
 
 
-FORMATS: dict[str, WireFormat] = {"openai": _of("openai", openai_chat)}
+FORMATS: dict[str, WireFormat] = {
+    "openai": _of("openai", openai_chat),
+    "anthropic": _of("anthropic", anthropic_messages),
+}
 
 __all__ = ["FORMATS", "WireFormat"]

@@ -61,7 +61,7 @@ class StreamState:
 _MODEL_KEY = re.compile(rb'"model":"(?:[^"\\]|\\.)*"')
 
 
-def new_stream_state(public_model: str, client_wants_usage: bool) -> StreamState:
+def new_stream_state(public_model: str, client_wants_usage: bool, created: int = 0) -> StreamState:
     return StreamState(public_model=public_model, client_wants_usage=client_wants_usage)
 
 
@@ -79,8 +79,10 @@ def to_upstream(
     return orjson.dumps(out)
 
 
-def from_upstream(raw: bytes, public_model: str) -> tuple[bytes, dict[str, Any] | None]:
-    """(body for the client, usage) from an upstream chat.completion."""
+def from_upstream(
+    raw: bytes, public_model: str, created: int = 0
+) -> tuple[bytes, dict[str, Any] | None]:
+    """(body for the client, usage) from an upstream chat.completion (which has its own `created`)."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -250,7 +252,7 @@ def from_upstream_error(
 
     `secrets` (the credentials sent upstream) are masked wherever the upstream echoed them.
     """
-    err = _map_error(
+    err = map_error(
         status, redact(raw[:4000], secrets), headers, client_key_forwarded or exact_status
     )
     if exact_status:
@@ -258,7 +260,7 @@ def from_upstream_error(
     return err
 
 
-def _map_error(
+def map_error(
     status: int, raw: bytes, headers: dict[str, str], client_key_forwarded: bool
 ) -> E.GatewayError:
     message, code, param, etype = _parse_error(raw)

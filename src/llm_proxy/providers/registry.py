@@ -12,7 +12,7 @@ class ProviderSpec:
     default_base_url: str | None
     key_env: tuple[str, ...] = ()  # first set one wins
     base_url_env: tuple[str, ...] = ()
-    auth: str = "bearer"  # bearer | none
+    auth: str = "bearer"  # bearer | x-api-key | none
     # Local servers need no key: they switch on when their base-URL variable is set.
     key_required: bool = True
     default_headers: dict[str, str] = field(default_factory=dict)
@@ -60,6 +60,16 @@ SPECS: dict[str, ProviderSpec] = {
             key_required=False,
         ),
         ProviderSpec(name="mock", format="openai", default_base_url=None, auth="none"),
+        # Native wire formats.
+        ProviderSpec(
+            name="anthropic",
+            format="anthropic",
+            default_base_url="https://api.anthropic.com/v1",
+            key_env=("ANTHROPIC_API_KEY", "PROXY_API_ANTHROPIC_API_KEY"),
+            base_url_env=("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
+            auth="x-api-key",
+            default_headers={"anthropic-version": "2023-06-01"},
+        ),
     )
 }
 
