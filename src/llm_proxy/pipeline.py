@@ -134,7 +134,12 @@ async def call(
     payload = p.wire.to_upstream(body, deployment.model, deployment.params, stream)
     up_headers, forwarded = _upstream_headers(deployment, headers, principal)
     resp = await gw.transport(p.type).send(
-        p.pool, p.chat_url, up_headers, payload, p.timeouts, p.max_connections
+        p.pool,
+        deployment.stream_url if stream else deployment.url,
+        up_headers,
+        payload,
+        p.timeouts,
+        p.max_connections,
     )
     if resp.status >= 400:
         raw = await resp.read()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from llm_proxy.config.load import ConfigError
 from llm_proxy.config.schema import ProviderConfig, Settings, Timeouts
@@ -18,7 +19,7 @@ class Provider:
     type: str
     format: str
     base_url: str
-    chat_url: str
+    chat_url: str  # URL templates: "{model}" is replaced by the upstream model id
     timeouts: Timeouts
     max_connections: int
     forward_client_key: bool
@@ -26,6 +27,7 @@ class Provider:
     headers: dict[str, str] = field(repr=False)
     key_hint: str = ""  # which setting the key came from, for error messages
     wire: WireFormat = FORMATS["openai"]
+    stream_url: str = ""  # defaults to chat_url
     # Where the credential goes: forwarded client keys use the same header and scheme.
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer "
@@ -36,6 +38,8 @@ class Provider:
     def __post_init__(self) -> None:
         if not self.pool:
             object.__setattr__(self, "pool", f"{self.name}|{self.base_url}")
+        if not self.stream_url:
+            object.__setattr__(self, "stream_url", self.chat_url)
         if not self.secrets:
             found = []
             for name, value in self.headers.items():
@@ -67,6 +71,13 @@ class Deployment:
     provider: Provider
     model: str  # upstream model id
     params: dict[str, Any]
+    url: str = ""  # the upstream URL for plain and for streamed calls (model filled in)
+    stream_url: str = ""
+
+    def __post_init__(self) -> None:
+        quoted = quote(self.model, safe="-._~:")
+        object.__setattr__(self, "url", self.provider.chat_url.replace("{model}", quoted))
+        object.__setattr__(self, "stream_url", self.provider.stream_url.replace("{model}", quoted))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +119,15 @@ def _clean_key(key: str | None, where: str) -> str | None:
 _AUTH: dict[str, tuple[str, str]] = {  # scheme -> (header, value prefix)
     "bearer": ("Authorization", "Bearer "),
     "x-api-key": ("x-api-key", ""),
+    "api-key": ("api-key", ""),
+    "x-goog-api-key": ("x-goog-api-key", ""),
 }
+
+
+def _with_query(url: str, query: str) -> str:
+    if not query:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
 def _auth_headers(scheme: str, key: str | None) -> dict[str, str]:
@@ -131,12 +150,15 @@ def _provider(
     wire = FORMATS[spec.format]
     header, prefix = _AUTH.get(spec.auth, ("Authorization", "Bearer "))
     extra: dict[str, str] = kw.pop("headers", {})
+    query = spec.query.format(api_version=kw.pop("api_version", None) or spec.api_version)
+    path, stream_path = spec.path or wire.path, spec.stream_path or spec.path or wire.stream_path
     return Provider(
         name=name,
         type=ptype,
         format=spec.format,
         base_url=base,
-        chat_url=f"{base}{wire.path}",
+        chat_url=_with_query(f"{base}{path}", query),
+        stream_url=_with_query(f"{base}{stream_path}", query),
         timeouts=kw.pop("timeouts", None) or _timeouts(settings, None),
         max_connections=kw.pop("max_connections", 1000),
         forward_client_key=kw.pop("forward_client_key", False),
@@ -147,6 +169,8 @@ def _provider(
         auth_scheme=prefix,
     )
 
+
+_NATIVE_TYPES = frozenset({"anthropic", "azure", "azure_foundry", "gemini", "cohere"})
 
 # A config entry's type picks its defaults when its name is not a built-in provider's.
 _TYPE_SPECS = {"openai": ProviderSpec(name="openai", format="openai", default_base_url=None)}
@@ -185,12 +209,15 @@ def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Pr
     url_var = next((v for v in spec.base_url_env if env.get(v)), None)
     if spec.key_required and key_var is None:
         return None
-    if not spec.key_required and url_var is None:
-        return None
+    if url_var is None and (not spec.key_required or not spec.default_base_url):
+        return None  # local servers, and Azure, need their URL
     base = (env[url_var] if url_var else spec.default_base_url or "").rstrip("/")
     key = _clean_key(env[key_var], f"env {key_var}") if key_var else None
-    ptype = "openai" if spec.format == "openai" else spec.name
-    return _provider(spec, spec.name, ptype, base, key, settings, key_hint=key_var or "")
+    ptype = spec.name if spec.name in _NATIVE_TYPES else "openai"
+    version = next((env[v] for v in spec.api_version_env if env.get(v)), None)
+    return _provider(
+        spec, spec.name, ptype, base, key, settings, key_hint=key_var or "", api_version=version
+    )
 
 
 def _mock(settings: Settings) -> Provider:

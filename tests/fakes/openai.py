@@ -41,6 +41,7 @@ class Seen:
     headers: dict[str, str]
     body: dict[str, Any] | None
     raw: bytes
+    query: str = ""
 
 
 @dataclass
@@ -74,7 +75,8 @@ class FakeOpenAI:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = None
-        self.requests.append(Seen(scope["method"], scope["path"], headers, body, raw))
+        query = scope.get("query_string", b"").decode()
+        self.requests.append(Seen(scope["method"], scope["path"], headers, body, raw, query))
         if scope["path"].endswith("/models"):
             await _json(
                 send,
@@ -91,6 +93,29 @@ class FakeOpenAI:
             await _json(send, 404, _err("Unknown path or body", "invalid_request_error", None))
             return
         model = headers.get("x-fake-scenario") or str(body.get("model", "fake-plain"))
+        # Azure OpenAI: /openai/deployments/{deployment}/chat/completions?api-version=...
+        # (https://learn.microsoft.com/azure/ai-services/openai/reference): the deployment in
+        # the path picks the model, `api-key` authenticates, api-version is required.
+        parts = scope["path"].split("/")
+        if "deployments" in parts:
+            query = scope.get("query_string", b"").decode()
+            if "api-version=" not in query:
+                await _json(send, 404, {"error": {"code": "404", "message": "Resource not found"}})
+                return
+            if "api-key" not in headers:
+                await _json(
+                    send,
+                    401,
+                    {
+                        "error": {
+                            "code": "401",
+                            "message": "Access denied due to "
+                            "invalid subscription key or wrong API endpoint.",
+                        }
+                    },
+                )
+                return
+            model = parts[parts.index("deployments") + 1]
         await self._answer(model, body, receive, send)
 
     async def _answer(self, model: str, body: dict[str, Any], receive: Any, send: Any) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llm_proxy.providers.registry import SPECS
 
-PROVIDER_TYPES = ("openai", "anthropic", "mock")
+PROVIDER_TYPES = ("openai", "anthropic", "azure", "azure_foundry", "mock")
 # Providers that switch on from their environment variables (see providers/registry.py).
 BUILTIN_PROVIDER_NAMES = frozenset(
     {
@@ -52,7 +52,7 @@ class Timeouts(Strict):
 
 class ProviderConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["openai", "anthropic", "mock"] = "openai"
+    type: Literal["openai", "anthropic", "azure", "azure_foundry", "mock"] = "openai"
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
@@ -60,6 +60,7 @@ class ProviderConfig(Strict):
     # Forward the client's own upstream key (an Authorization header that is not the gateway key).
     forward_client_key: bool = False
     timeouts: Timeouts | None = None
+    api_version: str | None = None  # Azure: the api-version query parameter
     max_connections: int = Field(1000, ge=1)
     enabled: bool = True
 

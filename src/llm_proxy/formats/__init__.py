@@ -15,7 +15,8 @@ class WireFormat:
     """The functions a provider adapter exports (see docs/architecture.md)."""
 
     name: str
-    path: str  # appended to the provider's base URL
+    path: str  # appended to the provider's base URL; "{model}" is the upstream model id
+    stream_path: str
     to_upstream: Callable[[dict[str, Any], str, dict[str, Any], bool], bytes]
     # (raw, public model, created) -> (OpenAI chat.completion bytes, usage)
     from_upstream: Callable[[bytes, str, int], tuple[bytes, dict[str, Any] | None]]
@@ -30,6 +31,7 @@ def _of(name: str, module: Any) -> WireFormat:
     return WireFormat(
         name=name,
         path=module.PATH,
+        stream_path=getattr(module, "STREAM_PATH", module.PATH),
         to_upstream=module.to_upstream,
         from_upstream=module.from_upstream,
         new_stream_state=module.new_stream_state,

@@ -12,10 +12,16 @@ class ProviderSpec:
     default_base_url: str | None
     key_env: tuple[str, ...] = ()  # first set one wins
     base_url_env: tuple[str, ...] = ()
-    auth: str = "bearer"  # bearer | x-api-key | none
+    auth: str = "bearer"  # bearer | x-api-key | api-key | x-goog-api-key | none
     # Local servers need no key: they switch on when their base-URL variable is set.
     key_required: bool = True
     default_headers: dict[str, str] = field(default_factory=dict)
+    # URL shape, when it differs from the wire format's: "{model}" is the upstream model id.
+    path: str = ""
+    stream_path: str = ""
+    query: str = ""  # "{api_version}" is filled from config, the env var, or api_version
+    api_version: str = ""
+    api_version_env: tuple[str, ...] = ()
 
 
 def _compat(name: str, url: str | None, *, key: bool = True, extra_key: str = "") -> ProviderSpec:
@@ -60,6 +66,31 @@ SPECS: dict[str, ProviderSpec] = {
             key_required=False,
         ),
         ProviderSpec(name="mock", format="openai", default_base_url=None, auth="none"),
+        # Azure OpenAI: the deployment is in the path, api-version in the query (data, not code).
+        ProviderSpec(
+            name="azure",
+            format="openai",
+            default_base_url=None,
+            key_env=("AZURE_API_KEY", "AZURE_OPENAI_API_KEY"),
+            base_url_env=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
+            auth="api-key",
+            path="/openai/deployments/{model}/chat/completions",
+            query="api-version={api_version}",
+            api_version="2024-10-21",
+            api_version_env=("AZURE_API_VERSION", "OPENAI_API_VERSION"),
+        ),
+        # Azure AI Foundry's model-inference endpoint: OpenAI format, model in the body.
+        ProviderSpec(
+            name="azure_foundry",
+            format="openai",
+            default_base_url=None,
+            key_env=("AZURE_AI_API_KEY",),
+            base_url_env=("AZURE_AI_API_BASE",),
+            auth="api-key",
+            query="api-version={api_version}",
+            api_version="2024-05-01-preview",
+            api_version_env=("AZURE_AI_API_VERSION",),
+        ),
         # Native wire formats.
         ProviderSpec(
             name="anthropic",
