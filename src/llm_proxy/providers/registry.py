@@ -93,6 +93,13 @@ SPECS: dict[str, ProviderSpec] = {
         ),
         # Native wire formats.
         ProviderSpec(
+            name="cohere",
+            format="cohere",
+            default_base_url="https://api.cohere.com",
+            key_env=("COHERE_API_KEY", "CO_API_KEY", "PROXY_API_COHERE_API_KEY"),
+            base_url_env=("COHERE_BASE_URL", "COHERE_API_BASE"),
+        ),
+        ProviderSpec(
             name="anthropic",
             format="anthropic",
             default_base_url="https://api.anthropic.com/v1",
