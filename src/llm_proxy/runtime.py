@@ -251,7 +251,7 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
         if pc.enabled:
             providers[pc.name] = _from_config(pc, settings, env)
             hints.pop(pc.name, None)
-    for later in ("gemini", "vertex", "bedrock"):
+    for later in ("vertex", "bedrock"):
         hints.setdefault(later, "this provider type is not supported yet")
     models = {
         m.name: tuple(

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llm_proxy.providers.registry import SPECS
 
-PROVIDER_TYPES = ("openai", "anthropic", "cohere", "azure", "azure_foundry", "mock")
+PROVIDER_TYPES = ("openai", "anthropic", "gemini", "cohere", "azure", "azure_foundry", "mock")
 # Providers that switch on from their environment variables (see providers/registry.py).
 BUILTIN_PROVIDER_NAMES = frozenset(
     {
@@ -52,7 +52,9 @@ class Timeouts(Strict):
 
 class ProviderConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["openai", "anthropic", "cohere", "azure", "azure_foundry", "mock"] = "openai"
+    type: Literal["openai", "anthropic", "gemini", "cohere", "azure", "azure_foundry", "mock"] = (
+        "openai"
+    )
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_proxy.errors import GatewayError
-from llm_proxy.formats import anthropic_messages, cohere, openai_chat
+from llm_proxy.formats import anthropic_messages, cohere, gemini, openai_chat
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ def _of(name: str, module: Any) -> WireFormat:
 FORMATS: dict[str, WireFormat] = {
     "openai": _of("openai", openai_chat),
     "anthropic": _of("anthropic", anthropic_messages),
+    "gemini": _of("gemini", gemini),
     "cohere": _of("cohere", cohere),
 }
 

@@ -93,6 +93,14 @@ SPECS: dict[str, ProviderSpec] = {
         ),
         # Native wire formats.
         ProviderSpec(
+            name="gemini",
+            format="gemini",
+            default_base_url="https://generativelanguage.googleapis.com/v1beta",
+            key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY", "PROXY_API_GEMINI_API_KEY"),
+            base_url_env=("GEMINI_BASE_URL", "GEMINI_API_BASE"),
+            auth="x-goog-api-key",  # a header, so the key never sits in a URL or a log line
+        ),
+        ProviderSpec(
             name="cohere",
             format="cohere",
             default_base_url="https://api.cohere.com",
