@@ -215,8 +215,21 @@ def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Pr
     key = _clean_key(env[key_var], f"env {key_var}") if key_var else None
     ptype = spec.name if spec.name in _NATIVE_TYPES else "openai"
     version = next((env[v] for v in spec.api_version_env if env.get(v)), None)
+    headers = {
+        h: value
+        for h, names in spec.header_env.items()
+        if (value := next((env[n] for n in names if env.get(n)), ""))
+    }
     return _provider(
-        spec, spec.name, ptype, base, key, settings, key_hint=key_var or "", api_version=version
+        spec,
+        spec.name,
+        ptype,
+        base,
+        key,
+        settings,
+        key_hint=key_var or "",
+        api_version=version,
+        headers=headers,
     )
 
 

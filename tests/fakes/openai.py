@@ -20,6 +20,8 @@ public model to a scenario), or by an `X-Fake-Scenario` header set in the provid
   fake-partial-tail     a stream whose body ends in the middle of an event
   fake-nodone           a complete stream (finish_reason, usage) without the final [DONE]
   fake-notsse           answers a stream request with a plain JSON completion
+  fake-citations        Perplexity-style: `citations` and `search_results` beside the choices
+                        (https://docs.perplexity.ai/api-reference/chat-completions-post)
 Streams (stream: true) send one chunk per word with `fake_delay` seconds between chunks, a final
 chunk with finish_reason, a usage chunk when stream_options.include_usage, then [DONE].
 """
@@ -175,6 +177,8 @@ class FakeOpenAI:
             "model": model,
             "system_fingerprint": "fp_fake",
         }
+        if "citations" in doc:
+            base["citations"] = doc["citations"]
         if with_usage:
             base["usage"] = None
         events: list[dict[str, Any]] = [
@@ -361,7 +365,14 @@ def _completion(model: str, body: dict[str, Any]) -> dict[str, Any]:
         finish = "tool_calls"
     prompt = sum(len(str(m.get("content") or "").split()) for m in body.get("messages") or [])
     completion = len((message.get("content") or "x y z").split())
+    extra: dict[str, Any] = {}
+    if model == "fake-citations":
+        extra = {
+            "citations": ["https://example.org/a", "https://example.org/b"],
+            "search_results": [{"title": "A", "url": "https://example.org/a", "date": None}],
+        }
     return {
+        **extra,
         "id": "chatcmpl-fake0001",
         "object": "chat.completion",
         "created": int(time.time()),

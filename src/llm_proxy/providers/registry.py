@@ -22,9 +22,18 @@ class ProviderSpec:
     query: str = ""  # "{api_version}" is filled from config, the env var, or api_version
     api_version: str = ""
     api_version_env: tuple[str, ...] = ()
+    # Extra headers taken from the environment: header -> env vars (first set wins).
+    header_env: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _compat(name: str, url: str | None, *, key: bool = True, extra_key: str = "") -> ProviderSpec:
+def _compat(
+    name: str,
+    url: str | None,
+    *,
+    key: bool = True,
+    extra_key: str = "",
+    header_env: dict[str, tuple[str, ...]] | None = None,
+) -> ProviderSpec:
     upper = name.upper()
     keys = (f"{upper}_API_KEY", f"PROXY_API_{upper}_API_KEY", *([extra_key] if extra_key else []))
     return ProviderSpec(
@@ -34,6 +43,7 @@ def _compat(name: str, url: str | None, *, key: bool = True, extra_key: str = ""
         key_env=keys,
         base_url_env=(f"{upper}_BASE_URL", f"{upper}_API_BASE"),
         key_required=key,
+        header_env=header_env or {},
     )
 
 
@@ -42,7 +52,16 @@ SPECS: dict[str, ProviderSpec] = {
     s.name: s
     for s in (
         _compat("openai", "https://api.openai.com/v1"),
-        _compat("openrouter", "https://openrouter.ai/api/v1"),
+        # OpenRouter ranks apps by these optional headers; its `provider` routing preferences
+        # in the body pass through untouched.
+        _compat(
+            "openrouter",
+            "https://openrouter.ai/api/v1",
+            header_env={
+                "HTTP-Referer": ("OPENROUTER_SITE_URL", "OR_SITE_URL"),
+                "X-Title": ("OPENROUTER_APP_NAME", "OR_APP_NAME"),
+            },
+        ),
         _compat("xai", "https://api.x.ai/v1", extra_key="GROK_API_KEY"),
         _compat("groq", "https://api.groq.com/openai/v1"),
         _compat("together", "https://api.together.xyz/v1"),
