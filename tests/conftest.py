@@ -60,6 +60,26 @@ def fake_anthropic_upstream() -> Iterator[tuple[Any, str]]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_gemini_upstream() -> Iterator[tuple[Any, str]]:
+    from tests.fakes.gemini import FakeGemini
+
+    app = FakeGemini()
+    server = ServerThread(app).start()
+    yield app, server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_cohere_upstream() -> Iterator[tuple[Any, str]]:
+    from tests.fakes.cohere import FakeCohere
+
+    app = FakeCohere()
+    server = ServerThread(app).start()
+    yield app, server.url
+    server.stop()
+
+
 @pytest.fixture
 def fake(fake_upstream: tuple[FakeOpenAI, str]) -> FakeOpenAI:
     fake_upstream[0].reset()

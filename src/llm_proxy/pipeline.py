@@ -133,6 +133,8 @@ async def call(
     p = deployment.provider
     payload = p.wire.to_upstream(body, deployment.model, deployment.params, stream)
     up_headers, forwarded = _upstream_headers(deployment, headers, principal)
+    if p.token_source is not None:  # short-lived credentials (Vertex AI), refreshed off the loop
+        up_headers = {**up_headers, "Authorization": await p.token_source.authorization()}
     resp = await gw.transport(p.type).send(
         p.pool,
         deployment.stream_url if stream else deployment.url,

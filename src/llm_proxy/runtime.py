@@ -28,6 +28,8 @@ class Provider:
     key_hint: str = ""  # which setting the key came from, for error messages
     wire: WireFormat = FORMATS["openai"]
     stream_url: str = ""  # defaults to chat_url
+    # Credentials that expire (Vertex AI's OAuth2 tokens): `await authorization()` per call.
+    token_source: Any = field(default=None, repr=False)
     # Where the credential goes: forwarded client keys use the same header and scheme.
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer "
@@ -170,13 +172,47 @@ def _provider(
     )
 
 
-_NATIVE_TYPES = frozenset({"anthropic", "azure", "azure_foundry", "gemini", "cohere"})
+_NATIVE_TYPES = frozenset({"anthropic", "azure", "azure_foundry", "gemini", "vertex", "cohere"})
+
+
+def _vertex(
+    name: str,
+    settings: Settings,
+    creds: str,
+    project: str,
+    location: str,
+    root: str | None,
+    **kw: Any,
+) -> Provider:
+    from llm_proxy.providers.google_auth import ServiceAccountTokenSource, load_service_account
+
+    source = ServiceAccountTokenSource(load_service_account(creds))
+    api = (root or f"https://{location}-aiplatform.googleapis.com").rstrip("/")
+    base = f"{api}/v1/projects/{project}/locations/{location}/publishers/google"
+    p = _provider(SPECS["vertex"], name, "vertex", base, None, settings, **kw)
+    object.__setattr__(p, "token_source", source)
+    return p
+
 
 # A config entry's type picks its defaults when its name is not a built-in provider's.
 _TYPE_SPECS = {"openai": ProviderSpec(name="openai", format="openai", default_base_url=None)}
 
 
 def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) -> Provider:
+    if pc.type == "vertex":
+        creds = pc.credentials_file or env.get("GOOGLE_APPLICATION_CREDENTIALS", "")
+        return _vertex(
+            pc.name,
+            settings,
+            creds,
+            pc.project or "",
+            pc.location or "us-central1",
+            pc.base_url,
+            headers=pc.headers,
+            timeouts=_timeouts(settings, pc.timeouts),
+            max_connections=pc.max_connections,
+            key_hint="credentials_file",
+        )
     named = SPECS.get(pc.name)
     if named is not None and (named.format == pc.type or named.name == pc.type):
         spec = named
@@ -205,6 +241,12 @@ def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) ->
 
 
 def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Provider | None:
+    if spec.name == "vertex":
+        creds, project = env.get("GOOGLE_APPLICATION_CREDENTIALS"), env.get("VERTEX_PROJECT")
+        if not (creds and project):
+            return None
+        location = env.get("VERTEX_LOCATION") or "us-central1"
+        return _vertex("vertex", settings, creds, project, location, env.get("VERTEX_BASE_URL"))
     key_var = next((v for v in spec.key_env if env.get(v)), None)
     url_var = next((v for v in spec.base_url_env if env.get(v)), None)
     if spec.key_required and key_var is None:
@@ -264,7 +306,8 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
         if pc.enabled:
             providers[pc.name] = _from_config(pc, settings, env)
             hints.pop(pc.name, None)
-    for later in ("vertex", "bedrock"):
+    hints["vertex"] = "set GOOGLE_APPLICATION_CREDENTIALS and VERTEX_PROJECT to enable it"
+    for later in ("bedrock",):
         hints.setdefault(later, "this provider type is not supported yet")
     models = {
         m.name: tuple(

@@ -59,6 +59,7 @@ and finishReason and usageMetadata on the last chunk.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,12 +169,19 @@ class FakeGemini:
         seen = Seen(scope["method"], scope["path"], headers, body, raw)
         seen.query = scope.get("query_string", b"").decode()
         self.requests.append(seen)
-        model, _, method = scope["path"].removeprefix("/v1beta/models/").rpartition(":")
-        routed = scope["path"].startswith("/v1beta/models/") and scope["method"] == "POST"
+        path = scope["path"]
+        # Vertex AI serves the same body at .../projects/P/locations/L/publishers/google/models/M
+        # with an OAuth2 bearer token (https://cloud.google.com/vertex-ai/docs/reference/rest).
+        vertex = _VERTEX.match(path)
+        if vertex:
+            path = "/v1beta/models/" + vertex.group(3)
+        model, _, method = path.removeprefix("/v1beta/models/").rpartition(":")
+        routed = path.startswith("/v1beta/models/") and scope["method"] == "POST"
         if not routed or not model or method not in ("generateContent", "streamGenerateContent"):
             await _error(send, 404, "NOT_FOUND", "Requested entity was not found.")
             return
-        problem = _check_key(headers) or _check_body(body)
+        check = _check_bearer if vertex else _check_key
+        problem = check(headers) or _check_body(body)
         if problem:
             await _error(send, *problem)
             return
@@ -231,6 +239,16 @@ class FakeGemini:
 
 
 # --- checks ---------------------------------------------------------------------------------
+
+
+_VERTEX = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/google/models/(.+)$")
+
+
+def _check_bearer(headers: dict[str, str]) -> Problem | None:
+    if not headers.get("authorization", "").startswith("Bearer ya29."):
+        msg = "Request had invalid authentication credentials. Expected OAuth 2 access token."
+        return 401, "UNAUTHENTICATED", msg, []
+    return None
 
 
 def _check_key(headers: dict[str, str]) -> Problem | None:

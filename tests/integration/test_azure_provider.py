@@ -110,6 +110,14 @@ def test_errors(
     assert AZ_KEY not in json.dumps(e.value.body)
 
 
+def test_context_length_error_is_typed(azure: RunningGateway) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        azure.client().chat.completions.create(
+            model="az-e400", messages=USER, extra_body={"fake_context": True}
+        )
+    assert e.value.code == "context_length_exceeded"
+
+
 def test_zero_config_azure_needs_key_and_endpoint(
     gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI
 ) -> None:

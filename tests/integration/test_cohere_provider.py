@@ -26,17 +26,6 @@ WEATHER_TOOL: Any = {
 }
 
 
-@pytest.fixture(scope="session")
-def fake_cohere_upstream() -> Any:
-    from tests.fakes.cohere import FakeCohere
-    from tests.fakes.server import ServerThread
-
-    app = FakeCohere()
-    server = ServerThread(app).start()
-    yield app, server.url
-    server.stop()
-
-
 @pytest.fixture
 def co(gateway_factory: Any, fake_cohere_upstream: tuple[Any, str]) -> tuple[Any, RunningGateway]:
     app, url = fake_cohere_upstream

@@ -31,17 +31,6 @@ WEATHER_TOOL: Any = {
 }
 
 
-@pytest.fixture(scope="session")
-def fake_gemini_upstream() -> Any:
-    from tests.fakes.gemini import FakeGemini
-    from tests.fakes.server import ServerThread
-
-    app = FakeGemini()
-    server = ServerThread(app).start()
-    yield app, server.url
-    server.stop()
-
-
 @pytest.fixture
 def gem(gateway_factory: Any, fake_gemini_upstream: tuple[Any, str]) -> tuple[Any, RunningGateway]:
     app, url = fake_gemini_upstream

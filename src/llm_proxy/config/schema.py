@@ -8,7 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llm_proxy.providers.registry import SPECS
 
-PROVIDER_TYPES = ("openai", "anthropic", "gemini", "cohere", "azure", "azure_foundry", "mock")
+PROVIDER_TYPES = (
+    "openai",
+    "anthropic",
+    "gemini",
+    "vertex",
+    "cohere",
+    "azure",
+    "azure_foundry",
+    "mock",
+)
 # Providers that switch on from their environment variables (see providers/registry.py).
 BUILTIN_PROVIDER_NAMES = frozenset(
     {
@@ -52,9 +61,9 @@ class Timeouts(Strict):
 
 class ProviderConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    type: Literal["openai", "anthropic", "gemini", "cohere", "azure", "azure_foundry", "mock"] = (
-        "openai"
-    )
+    type: Literal[
+        "openai", "anthropic", "gemini", "vertex", "cohere", "azure", "azure_foundry", "mock"
+    ] = "openai"
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None
@@ -63,6 +72,10 @@ class ProviderConfig(Strict):
     forward_client_key: bool = False
     timeouts: Timeouts | None = None
     api_version: str | None = None  # Azure: the api-version query parameter
+    # Vertex AI: project, region and a service-account JSON file (else GOOGLE_APPLICATION_CREDENTIALS)
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
     max_connections: int = Field(1000, ge=1)
     enabled: bool = True
 

@@ -111,6 +111,16 @@ SPECS: dict[str, ProviderSpec] = {
             api_version_env=("AZURE_AI_API_VERSION",),
         ),
         # Native wire formats.
+        # Vertex AI: Gemini's wire format under a project/region URL, with OAuth2 tokens from a
+        # service account (providers/google_auth.py) instead of an API key.
+        ProviderSpec(
+            name="vertex",
+            format="gemini",
+            default_base_url=None,
+            key_env=("GOOGLE_APPLICATION_CREDENTIALS",),
+            base_url_env=("VERTEX_BASE_URL",),
+            auth="google-oauth",
+        ),
         ProviderSpec(
             name="gemini",
             format="gemini",
