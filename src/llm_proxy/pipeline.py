@@ -23,7 +23,6 @@ from llm_proxy.api.http import (
 from llm_proxy.auth import Principal
 from llm_proxy.canonical.chat import parse_json, validate_chat
 from llm_proxy.formats import WireFormat, openai_chat
-from llm_proxy.formats.sse import SSEDecoder
 from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import record_call
 from llm_proxy.routing.router import Router
@@ -135,9 +134,12 @@ async def call(
     up_headers, forwarded = _upstream_headers(deployment, headers, principal)
     if p.token_source is not None:  # short-lived credentials (Vertex AI), refreshed off the loop
         up_headers = {**up_headers, "Authorization": await p.token_source.authorization()}
+    url = deployment.stream_url if stream else deployment.url
+    if p.signer is not None:  # request signing (AWS SigV4 for Bedrock) covers the final bytes
+        up_headers = p.signer.sign("POST", url, up_headers, payload)
     resp = await gw.transport(p.type).send(
         p.pool,
-        deployment.stream_url if stream else deployment.url,
+        url,
         up_headers,
         payload,
         p.timeouts,
@@ -202,7 +204,7 @@ async def relay_stream(
 ) -> None:
     """Relay SSE as it arrives (one write per upstream read), ending with [DONE] or an error event."""
     ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
-    if "text/event-stream" not in ctype:
+    if fmt.stream_content_type not in ctype:
         await resp.read()
         raise E.UpstreamError(f"The upstream provider did not stream (content-type {ctype!r}).")
     so = body.get("stream_options")
@@ -216,7 +218,7 @@ async def relay_stream(
         }
     )
     rec.responded, rec.status = True, 200
-    dec = SSEDecoder()
+    dec = fmt.decoder()
     translate = fmt.from_upstream_events
     try:
         async for chunk in resp.iter_chunks():

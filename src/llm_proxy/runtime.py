@@ -30,6 +30,8 @@ class Provider:
     stream_url: str = ""  # defaults to chat_url
     # Credentials that expire (Vertex AI's OAuth2 tokens): `await authorization()` per call.
     token_source: Any = field(default=None, repr=False)
+    # Per-request signing (AWS SigV4): sign(method, url, headers, body) -> headers.
+    signer: Any = field(default=None, repr=False)
     # Where the credential goes: forwarded client keys use the same header and scheme.
     auth_header: str = "Authorization"
     auth_scheme: str = "Bearer "

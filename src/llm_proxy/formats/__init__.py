@@ -8,6 +8,7 @@ from typing import Any
 
 from llm_proxy.errors import GatewayError
 from llm_proxy.formats import anthropic_messages, cohere, gemini, openai_chat
+from llm_proxy.formats.sse import SSEDecoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,9 @@ class WireFormat:
     from_upstream_events: Callable[[bytes, Any], bytes]
     finish_stream: Callable[[Any, list[bytes]], bytes]
     from_upstream_error: Callable[..., GatewayError]
+    # Stream framing: a decoder with segment(chunk) -> complete events and flush() -> leftovers.
+    decoder: Callable[[], Any] = SSEDecoder
+    stream_content_type: str = "text/event-stream"
 
 
 def _of(name: str, module: Any) -> WireFormat:
@@ -38,6 +42,8 @@ def _of(name: str, module: Any) -> WireFormat:
         from_upstream_events=module.from_upstream_events,
         finish_stream=module.finish_stream,
         from_upstream_error=module.from_upstream_error,
+        decoder=getattr(module, "DECODER", SSEDecoder),
+        stream_content_type=getattr(module, "STREAM_CONTENT_TYPE", "text/event-stream"),
     )
 
 
