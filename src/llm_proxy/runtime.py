@@ -174,7 +174,9 @@ def _provider(
     )
 
 
-_NATIVE_TYPES = frozenset({"anthropic", "azure", "azure_foundry", "gemini", "vertex", "cohere"})
+_NATIVE_TYPES = frozenset(
+    {"anthropic", "azure", "azure_foundry", "gemini", "vertex", "bedrock", "cohere"}
+)
 
 
 def _vertex(
@@ -200,7 +202,43 @@ def _vertex(
 _TYPE_SPECS = {"openai": ProviderSpec(name="openai", format="openai", default_base_url=None)}
 
 
+def _bedrock(
+    name: str,
+    settings: Settings,
+    env: dict[str, str],
+    region: str | None,
+    root: str | None,
+    **kw: Any,
+) -> Provider | None:
+    from llm_proxy.providers.aws_sigv4 import from_env
+
+    signer = from_env(env, region)
+    if signer is None:
+        return None
+    api = (root or f"https://bedrock-runtime.{signer.region}.amazonaws.com").rstrip("/")
+    p = _provider(SPECS["bedrock"], name, "bedrock", api, None, settings, **kw)
+    object.__setattr__(p, "signer", signer)
+    return p
+
+
 def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) -> Provider:
+    if pc.type == "bedrock":
+        found = _bedrock(
+            pc.name,
+            settings,
+            env,
+            pc.region,
+            pc.base_url,
+            headers=pc.headers,
+            timeouts=_timeouts(settings, pc.timeouts),
+            max_connections=pc.max_connections,
+            key_hint="AWS_ACCESS_KEY_ID",
+        )
+        if found is None:
+            raise ConfigError(
+                [f"providers.{pc.name}: bedrock needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"]
+            )
+        return found
     if pc.type == "vertex":
         creds = pc.credentials_file or env.get("GOOGLE_APPLICATION_CREDENTIALS", "")
         return _vertex(
@@ -243,6 +281,8 @@ def _from_config(pc: ProviderConfig, settings: Settings, env: dict[str, str]) ->
 
 
 def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Provider | None:
+    if spec.name == "bedrock":
+        return _bedrock("bedrock", settings, env, None, env.get("BEDROCK_BASE_URL"))
     if spec.name == "vertex":
         creds, project = env.get("GOOGLE_APPLICATION_CREDENTIALS"), env.get("VERTEX_PROJECT")
         if not (creds and project):
@@ -309,8 +349,6 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
             providers[pc.name] = _from_config(pc, settings, env)
             hints.pop(pc.name, None)
     hints["vertex"] = "set GOOGLE_APPLICATION_CREDENTIALS and VERTEX_PROJECT to enable it"
-    for later in ("bedrock",):
-        hints.setdefault(later, "this provider type is not supported yet")
     models = {
         m.name: tuple(
             Deployment(provider=providers[d.provider], model=d.model, params=dict(d.params))

@@ -13,6 +13,7 @@ PROVIDER_TYPES = (
     "anthropic",
     "gemini",
     "vertex",
+    "bedrock",
     "cohere",
     "azure",
     "azure_foundry",
@@ -62,7 +63,15 @@ class Timeouts(Strict):
 class ProviderConfig(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     type: Literal[
-        "openai", "anthropic", "gemini", "vertex", "cohere", "azure", "azure_foundry", "mock"
+        "openai",
+        "anthropic",
+        "gemini",
+        "vertex",
+        "bedrock",
+        "cohere",
+        "azure",
+        "azure_foundry",
+        "mock",
     ] = "openai"
     base_url: str | None = None
     api_key: str | None = None
@@ -76,6 +85,7 @@ class ProviderConfig(Strict):
     project: str | None = None
     location: str | None = None
     credentials_file: str | None = None
+    region: str | None = None  # bedrock: AWS region (else AWS_REGION / AWS_DEFAULT_REGION)
     max_connections: int = Field(1000, ge=1)
     enabled: bool = True
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_proxy.errors import GatewayError
-from llm_proxy.formats import anthropic_messages, cohere, gemini, openai_chat
+from llm_proxy.formats import anthropic_messages, bedrock_converse, cohere, gemini, openai_chat
 from llm_proxy.formats.sse import SSEDecoder
 
 
@@ -51,6 +51,7 @@ FORMATS: dict[str, WireFormat] = {
     "openai": _of("openai", openai_chat),
     "anthropic": _of("anthropic", anthropic_messages),
     "gemini": _of("gemini", gemini),
+    "bedrock": _of("bedrock", bedrock_converse),
     "cohere": _of("cohere", cohere),
 }
 

@@ -111,6 +111,15 @@ SPECS: dict[str, ProviderSpec] = {
             api_version_env=("AZURE_AI_API_VERSION",),
         ),
         # Native wire formats.
+        # Bedrock: Converse API, SigV4-signed with the usual AWS variables (providers/aws_sigv4.py).
+        ProviderSpec(
+            name="bedrock",
+            format="bedrock",
+            default_base_url=None,  # https://bedrock-runtime.<region>.amazonaws.com
+            key_env=("AWS_ACCESS_KEY_ID",),
+            base_url_env=("BEDROCK_BASE_URL",),
+            auth="aws-sigv4",
+        ),
         # Vertex AI: Gemini's wire format under a project/region URL, with OAuth2 tokens from a
         # service account (providers/google_auth.py) instead of an API key.
         ProviderSpec(
@@ -166,6 +175,22 @@ BUILTIN_RULES: tuple[tuple[str, str], ...] = (
     ("codestral-*", "mistral"),
     ("magistral-*", "mistral"),
     ("sonar*", "perplexity"),
+    # Bedrock model ids: vendor.model, or a cross-region inference profile (us./eu./apac.).
+    *(
+        (f"{vendor}.*", "bedrock")
+        for vendor in (
+            "anthropic",
+            "amazon",
+            "meta",
+            "mistral",
+            "cohere",
+            "ai21",
+            "us",
+            "eu",
+            "apac",
+            "deepseek",
+        )
+    ),
 )
 
 __all__ = ["BUILTIN_RULES", "SPECS", "ProviderSpec"]
