@@ -118,3 +118,70 @@ def test_missing_credentials_file_is_a_config_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"nope\.json"):
         compile_runtime(load_config(cfg, {}).settings, {}, b"\0" * 32)
+
+
+def test_round_trip_image_json_on_vertex(vertex: tuple[Any, Any, RunningGateway]) -> None:
+    gem, _, gw = vertex
+    c = gw.client()
+    tool: Any = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    r = c.chat.completions.create(model="vx/gemini-tool", messages=USER, tools=[tool])
+    call = r.choices[0].message.tool_calls[0]  # type: ignore[index]
+    follow: Any = [
+        *USER,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+    ]
+    r2 = c.chat.completions.create(model="vx/gemini-fake", messages=follow, tools=[tool])
+    assert r2.choices[0].message.content == "fake: tool said sunny"
+    img: Any = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "see"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        }
+    ]
+    assert c.chat.completions.create(model="vx/gemini-fake", messages=img).choices[
+        0
+    ].message.content == ("fake: see [images: 1]")
+    r3 = c.chat.completions.create(
+        model="vx/gemini-fake",
+        messages=USER,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "v", "schema": {"type": "object"}},
+        },
+    )
+    assert json.loads(r3.choices[0].message.content or "") == {"answer": "yes", "confidence": 0.9}
+    assert gem.requests[-1].headers["authorization"].startswith("Bearer ya29.")
+
+
+@pytest.mark.parametrize(
+    ("model", "exc", "status"),
+    [
+        ("gemini-error-404", openai.NotFoundError, 404),
+        ("gemini-error-429", openai.RateLimitError, 429),
+        ("gemini-context", openai.BadRequestError, 400),
+        ("gemini-error-500", openai.InternalServerError, 502),
+        ("gemini-error-503", openai.InternalServerError, 503),
+    ],
+)
+def test_errors_on_vertex(
+    vertex: tuple[Any, Any, RunningGateway],
+    model: str,
+    exc: type[openai.APIStatusError],
+    status: int,
+) -> None:
+    _, _, gw = vertex
+    with pytest.raises(exc) as e:
+        gw.client().chat.completions.create(model=f"vx/{model}", messages=USER)
+    assert e.value.status_code == status
+    if model == "gemini-context":
+        assert e.value.code == "context_length_exceeded"

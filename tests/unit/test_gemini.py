@@ -783,3 +783,20 @@ async def test_fake_rejects_like_google_and_errors_map(
     err = gm.from_upstream_error(got, raw, headers)
     assert (err.status, err.headers.get("Retry-After")) == (status, retry)
     assert says in f"{err.code} {err.message}"
+
+
+def test_any_object_schema_is_plain_json_mode() -> None:
+    import orjson
+
+    from llm_proxy.formats import gemini as g
+
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x"}],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "v", "schema": {"type": "object"}},
+        },
+    }
+    cfg = orjson.loads(g.to_upstream(body, "m", {}, False))["generationConfig"]
+    assert cfg == {"responseMimeType": "application/json"}

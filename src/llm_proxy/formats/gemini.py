@@ -112,7 +112,10 @@ def _generation_config(
         cfg["responseMimeType"] = "application/json"
         schema = (rf.get("json_schema") or {}).get("schema")
         if rf["type"] == "json_schema" and isinstance(schema, dict):
-            cfg["responseSchema"] = clean_schema(schema)
+            cleaned = clean_schema(schema)
+            # Gemini rejects an OBJECT with no properties; "any object" is just JSON mode.
+            if cleaned.get("type") not in ("object", "OBJECT") or cleaned.get("properties"):
+                cfg["responseSchema"] = cleaned
     thinking = _thinking(req)
     if thinking is not None:
         cfg["thinkingConfig"] = thinking
