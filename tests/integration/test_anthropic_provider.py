@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import MASTER_KEY, RunningGateway
 
-KEY = "sk-ant-fake-upstream-key-123456"
+KEY = "test-anthropic-upstream-key-1"
 USER = [{"role": "user", "content": "hello from openai"}]
 WEATHER_TOOL: Any = {
     "type": "function",

@@ -107,6 +107,8 @@ def test_errors(
     with pytest.raises(exc) as e:
         azure.client().chat.completions.create(model=model, messages=USER)
     assert e.value.status_code == status
+    if status == 429:
+        assert e.value.response.headers["retry-after"] == "2"
     assert AZ_KEY not in json.dumps(e.value.body)
 
 

@@ -183,5 +183,7 @@ def test_errors_on_vertex(
     with pytest.raises(exc) as e:
         gw.client().chat.completions.create(model=f"vx/{model}", messages=USER)
     assert e.value.status_code == status
+    if status == 429:
+        assert e.value.response.headers["retry-after"] == "7"
     if model == "gemini-context":
         assert e.value.code == "context_length_exceeded"
