@@ -318,16 +318,8 @@ def _from_env(spec: ProviderSpec, settings: Settings, env: dict[str, str]) -> Pr
 
 
 def _mock(settings: Settings) -> Provider:
-    return Provider(
-        name="mock",
-        type="mock",
-        format="openai",
-        base_url="mock://local",
-        chat_url="mock://local/chat/completions",
-        timeouts=_timeouts(settings, None),
-        max_connections=1,
-        forward_client_key=False,
-        headers={},
+    return _provider(
+        SPECS["mock"], "mock", "mock", "mock://local", None, settings, max_connections=1
     )
 
 

@@ -565,11 +565,9 @@ def from_upstream_error(
     secrets: tuple[bytes, ...] = (),
 ) -> E.GatewayError:
     """A Bedrock error ({"message": ...} with x-amzn-ErrorType) -> a GatewayError."""
-    text = oc.redact(raw[:4000], secrets)
-    err = _map_error(status, text, headers, client_key_forwarded or exact_status)
-    if exact_status:
-        err.status = status
-    return err
+    return oc.error_from(
+        _map_error, status, raw, headers, client_key_forwarded, exact_status, secrets
+    )
 
 
 def _map_error(

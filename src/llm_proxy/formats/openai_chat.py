@@ -6,6 +6,7 @@ Pure functions over bytes and dicts: no network, no clock, no settings.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,15 +249,30 @@ def from_upstream_error(
     exact_status: bool = False,
     secrets: tuple[bytes, ...] = (),
 ) -> E.GatewayError:
-    """An upstream error body and status -> the GatewayError the client should see.
+    """An upstream error body and status -> the GatewayError the client should see."""
+    return error_from(map_error, status, raw, headers, client_key_forwarded, exact_status, secrets)
 
-    `secrets` (the credentials sent upstream) are masked wherever the upstream echoed them.
+
+ErrorMapper = Callable[[int, bytes, dict[str, str], bool], E.GatewayError]
+
+
+def error_from(
+    mapper: ErrorMapper,
+    status: int,
+    raw: bytes,
+    headers: dict[str, str],
+    client_key_forwarded: bool,
+    exact_status: bool,
+    secrets: tuple[bytes, ...],
+) -> E.GatewayError:
+    """What every format's from_upstream_error does around its own `mapper`.
+
+    `secrets` (the credentials sent upstream) are masked wherever the upstream echoed them; with
+    `exact_status` (the mock provider) the client gets exactly the status that was asked for.
     """
-    err = map_error(
-        status, redact(raw[:4000], secrets), headers, client_key_forwarded or exact_status
-    )
+    err = mapper(status, redact(raw[:4000], secrets), headers, client_key_forwarded or exact_status)
     if exact_status:
-        err.status = status  # the mock provider answers with exactly the status it was asked for
+        err.status = status
     return err
 
 
