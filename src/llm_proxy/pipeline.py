@@ -25,6 +25,7 @@ from llm_proxy.canonical.chat import parse_json, validate_chat
 from llm_proxy.formats import WireFormat, openai_chat
 from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import record_call
+from llm_proxy.routing.retry import backoff, retryable, same_deployment_again
 from llm_proxy.routing.router import Router
 from llm_proxy.runtime import Deployment
 from llm_proxy.upstream.client import UpstreamResponse
@@ -74,9 +75,8 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
         try:
             await gw.limiter.acquire()
             try:
-                deployment = route(router, body, headers)[0]
-                rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
-                await call_and_relay(gw, deployment, body, headers, st["principal"], send, rec)
+                plan = route(router, body, headers)
+                await call_with_failover(gw, plan, body, headers, st["principal"], send, rec)
             finally:
                 gw.limiter.release()
         except asyncio.CancelledError:
@@ -102,9 +102,15 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
 def route(
     router: Router, body: dict[str, Any], headers: dict[bytes, bytes]
 ) -> tuple[Deployment, ...]:
-    """The model (and X-Provider, seed 000) -> candidate deployments."""
+    """The model (and X-Provider, seed 000) -> candidate deployments, then its fallbacks' ones."""
     forced = headers.get(b"x-provider")
-    return router.resolve(body["model"], forced.decode("latin-1").strip() if forced else None)
+    plan = router.resolve(body["model"], forced.decode("latin-1").strip() if forced else None)
+    for other in router.runtime.fallbacks.get(body["model"], ()):
+        try:
+            plan += router.resolve(other)
+        except E.ModelNotFoundError:
+            continue  # a fallback that is not (or no longer) routable is skipped
+    return plan
 
 
 def _upstream_headers(
@@ -157,40 +163,86 @@ async def call(
     return resp
 
 
-async def call_and_relay(
+async def call_with_failover(
     gw: Gateway,
-    deployment: Deployment,
+    plan: tuple[Deployment, ...],
     body: dict[str, Any],
     headers: dict[bytes, bytes],
     principal: Principal,
     send: Any,
     rec: CallRecord,
 ) -> None:
-    """Call upstream and relay the answer (plain JSON or SSE)."""
-    resp = await call(gw, deployment, body, headers, principal, rec.stream)
-    p = deployment.provider
-    if rec.stream:
-        await relay_stream(resp, p.wire, body, p.name.encode(), send, rec)
-    else:
-        await relay_plain(resp, p.wire, body["model"], p.name.encode(), send, rec)
+    """Try the plan's deployments in order (each `num_retries` times for retryable failures),
+    then relay the first answer. Nothing is retried once a byte went to the client."""
+    settings = gw.router.runtime.settings
+    failures: list[tuple[Deployment, E.GatewayError]] = []
+    for deployment in plan:
+        retries = 0
+        while len(failures) < settings.max_attempts:
+            rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
+            try:
+                resp = await call(gw, deployment, body, headers, principal, rec.stream)
+                out = None if rec.stream else await _read_plain(resp, deployment, body, rec)
+            except E.GatewayError as err:
+                failures.append((deployment, err))
+                if not retryable(err):
+                    raise
+                if retries < settings.num_retries and same_deployment_again(err):
+                    wait = backoff(retries, settings.retry_backoff, err)
+                    if wait <= settings.max_retry_wait:
+                        retries += 1
+                        await asyncio.sleep(wait)
+                        continue
+                break  # on to the next deployment
+            info = _route_headers(deployment, len(failures) + 1)
+            if out is None:
+                await relay_stream(resp, deployment.provider.wire, body, info, send, rec)
+            else:
+                rec.responded, rec.status = True, 200
+                await send_json(send, 200, out, [(b"content-type", b"application/json"), *info])
+            return
+    raise _exhausted(failures)
 
 
-async def relay_plain(
-    resp: UpstreamResponse,
-    fmt: WireFormat,
-    public_model: str,
-    provider: bytes,
-    send: Any,
-    rec: CallRecord,
-) -> None:
+async def _read_plain(
+    resp: UpstreamResponse, deployment: Deployment, body: dict[str, Any], rec: CallRecord
+) -> bytes:
     raw = await resp.read()
-    out, rec.usage = fmt.from_upstream(raw, public_model, int(time.time()))
-    rec.responded, rec.status = True, 200
-    await send_json(
-        send,
-        200,
-        out,
-        [(b"content-type", b"application/json"), (b"x-llm-proxy-provider", provider)],
+    out, rec.usage = deployment.provider.wire.from_upstream(raw, body["model"], int(time.time()))
+    return out
+
+
+def _route_headers(deployment: Deployment, attempts: int) -> list[tuple[bytes, bytes]]:
+    p = deployment.provider
+    return [
+        (b"x-llm-proxy-provider", p.name.encode()),
+        (b"x-llm-proxy-deployment", f"{p.name}/{deployment.model}".encode("utf-8", "replace")),
+        (b"x-llm-proxy-attempts", str(attempts).encode()),
+    ]
+
+
+def _exhausted(failures: list[tuple[Deployment, E.GatewayError]]) -> E.GatewayError:
+    """One deployment tried: its own (typed) error. Several: seed 003's 503 with the details."""
+    if len({id(d) for d, _ in failures}) <= 1:
+        return failures[-1][1]
+    providers = list(dict.fromkeys(d.provider.name for d, _ in failures))
+    return E.ServiceUnavailableError(
+        "All providers are currently unavailable",
+        code="providers_unavailable",
+        details={
+            "attempts": len(failures),
+            "providers_tried": providers,
+            "errors": [
+                {
+                    "provider": d.provider.name,
+                    "deployment": d.model,
+                    "error_type": type(err).__name__,
+                    "status": err.status,
+                    "code": err.code,
+                }
+                for d, err in failures
+            ],
+        },
     )
 
 
@@ -198,7 +250,7 @@ async def relay_stream(
     resp: UpstreamResponse,
     fmt: WireFormat,
     body: dict[str, Any],
-    provider: bytes,
+    info: list[tuple[bytes, bytes]],
     send: Any,
     rec: CallRecord,
 ) -> None:
@@ -214,7 +266,7 @@ async def relay_stream(
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [*_SSE_HEADERS, (b"x-llm-proxy-provider", provider)],
+            "headers": [*_SSE_HEADERS, *info],
         }
     )
     rec.responded, rec.status = True, 200

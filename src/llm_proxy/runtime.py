@@ -93,6 +93,7 @@ class Runtime:
     master_key_sha256: bytes = field(repr=False)
     # Providers a rule may name but which are off, with the variable that would switch them on.
     missing_hints: dict[str, str] = field(default_factory=dict)
+    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> other models
 
 
 def hash_key(key: str) -> bytes:
@@ -356,6 +357,7 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
         models={k: v for k, v in models.items() if v},
         rules=tuple(rules),
         master_key_sha256=master_sha256,
+        fallbacks={m.name: tuple(m.fallbacks) for m in settings.models if m.fallbacks},
         missing_hints=hints,
     )
 

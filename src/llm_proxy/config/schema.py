@@ -114,6 +114,8 @@ class DeploymentConfig(Strict):
 class ModelConfig(Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    # Other public models to try, in order, when every deployment of this one failed.
+    fallbacks: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -164,6 +166,12 @@ class Settings(Strict):
     model_provider_map: dict[str, str] = Field(default_factory=dict)
     default_provider: str | None = None
     reload_interval: float = Field(1.0, gt=0)
+    # Retries of the same deployment on a retryable failure (connection errors, timeouts, 408,
+    # 409, 429, 5xx), before failing over to the next deployment; full-jitter backoff.
+    num_retries: int = Field(0, ge=0, le=10)
+    retry_backoff: float = Field(0.5, ge=0)  # seconds, doubled per retry, capped at 8
+    max_retry_wait: float = Field(10.0, ge=0)  # a longer Retry-After fails over instead of waiting
+    max_attempts: int = Field(6, ge=1, le=50)  # across all deployments and fallbacks
     environment: str = "production"
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
