@@ -574,3 +574,15 @@ def test_error_details() -> None:
     assert "abcdefghijkl" not in secret.message
     plain = bc.from_upstream_error(502, b"<html>Bad Gateway</html>", {})
     assert plain.status == 502
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"output": []}', b"[1, 2]", b"not json", b'{"output": {"message": 1}}']
+)
+def test_malformed_converse_bodies_are_upstream_errors(raw: bytes) -> None:
+    from llm_proxy import errors as E
+    from llm_proxy.formats import bedrock_converse as bc
+
+    with pytest.raises(E.UpstreamError) as e:
+        bc.from_upstream(raw, "m")
+    assert e.value.status == 502

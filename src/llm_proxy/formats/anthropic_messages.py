@@ -309,12 +309,9 @@ def from_upstream(
     raw: bytes, public_model: str, created: int = 0
 ) -> tuple[bytes, dict[str, Any] | None]:
     """(chat.completion for the client, OpenAI usage) from an Anthropic message."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
-    if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
-        raise E.UpstreamError("The upstream provider returned an unexpected body.")
+    doc = oc.load_object(raw)
+    if not isinstance(doc.get("content"), list):
+        raise oc.unexpected_body()
     texts, thoughts, calls, answer = [], [], [], None
     for block in doc["content"]:
         kind = block.get("type")
@@ -528,17 +525,7 @@ def finish_stream(state: StreamState, leftover: list[bytes]) -> bytes:
     When message_delta's finish_reason went out and only message_stop was lost, the stream ends
     normally (as openai_chat does when only [DONE] is missing).
     """
-    if state.done:
-        return b""
-    out: list[bytes] = []
-    for data in leftover:
-        got = _handle(data, state)
-        if got is None:
-            break
-        out.extend(got)
-    if not state.done:
-        out.extend(_end(state) if state.finish else [oc.truncated().to_json()])
-    return oc.frame(out) if out else b""
+    return oc.finish_events(state, leftover, _handle, _end)
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -324,13 +324,11 @@ def from_upstream(
     raw: bytes, public_model: str, created: int = 0
 ) -> tuple[bytes, dict[str, Any] | None]:
     """(chat.completion for the client, OpenAI usage) from a Converse response."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
-    msg = ((doc.get("output") or {}) if isinstance(doc, dict) else {}).get("message")
+    doc = oc.load_object(raw)
+    output = doc.get("output")
+    msg = output.get("message") if isinstance(output, dict) else None
     if not isinstance(msg, dict) or not isinstance(msg.get("content"), list):
-        raise E.UpstreamError("The upstream provider returned an unexpected body.")
+        raise oc.unexpected_body()
     texts, thoughts, calls, answer = [], [], [], None
     for block in msg["content"]:
         if not isinstance(block, dict):

@@ -247,13 +247,10 @@ def from_upstream(
     raw: bytes, public_model: str, created: int = 0
 ) -> tuple[bytes, dict[str, Any] | None]:
     """(chat.completion for the client, OpenAI usage) from a Cohere v2 chat response."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
-    msg = doc.get("message") if isinstance(doc, dict) else None
+    doc = oc.load_object(raw)
+    msg = doc.get("message")
     if not isinstance(msg, dict):
-        raise E.UpstreamError("The upstream provider returned an unexpected body.")
+        raise oc.unexpected_body()
     failed = _failure(doc.get("finish_reason"))
     if failed is not None:
         raise failed
@@ -478,17 +475,7 @@ def from_upstream_events(segment: bytes, state: StreamState) -> bytes:
 
 def finish_stream(state: StreamState, leftover: list[bytes]) -> bytes:
     """At upstream EOF: the rest of a cut-off last event, then [DONE] or an error event."""
-    if state.done:
-        return b""
-    out: list[bytes] = []
-    for data in leftover:
-        got = _handle(data, state)
-        if got is None:
-            break
-        out.extend(got)
-    if not state.done:
-        out.extend(_end(state) if state.finish else [oc.truncated().to_json()])
-    return oc.frame(out) if out else b""
+    return oc.finish_events(state, leftover, _handle, _end)
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -531,5 +518,5 @@ def _message(raw: bytes) -> str:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return raw.decode("utf-8", "replace").strip()[:500]
-    msg = doc.get("message") if isinstance(doc, dict) else None
+    msg = doc.get("message")
     return str(msg)[:2000] if msg else ""

@@ -416,13 +416,10 @@ def from_upstream(
     raw: bytes, public_model: str, created: int = 0
 ) -> tuple[bytes, dict[str, Any] | None]:
     """(chat.completion for the client, OpenAI usage) from a GenerateContentResponse."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
-    cands = doc.get("candidates") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or not (isinstance(cands, list) or "promptFeedback" in doc):
-        raise E.UpstreamError("The upstream provider returned an unexpected body.")
+    doc = oc.load_object(raw)
+    cands = doc.get("candidates")
+    if not (isinstance(cands, list) or "promptFeedback" in doc):
+        raise oc.unexpected_body()
     rid = str(doc.get("responseId") or "")
     choices = [_choice(c, i, rid) for i, c in enumerate(cands or []) if isinstance(c, dict)]
     if not choices:  # the prompt itself was blocked (promptFeedback.blockReason)

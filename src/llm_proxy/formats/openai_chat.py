@@ -84,17 +84,27 @@ def from_upstream(
     raw: bytes, public_model: str, created: int = 0
 ) -> tuple[bytes, dict[str, Any] | None]:
     """(body for the client, usage) from an upstream chat.completion (which has its own `created`)."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
-    if not isinstance(doc, dict):
-        raise E.UpstreamError("The upstream provider returned an unexpected body.")
+    doc = load_object(raw)
     usage = doc.get("usage")
     if doc.get("model") != public_model:
         doc["model"] = public_model
         raw = orjson.dumps(doc)
     return raw, usage if isinstance(usage, dict) else None
+
+
+def load_object(raw: bytes) -> dict[str, Any]:
+    """An upstream response body that must be a JSON object, or a 502 saying what was wrong."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise E.UpstreamError("The upstream provider returned invalid JSON.") from e
+    if not isinstance(doc, dict):
+        raise unexpected_body()
+    return doc
+
+
+def unexpected_body() -> E.UpstreamError:
+    return E.UpstreamError("The upstream provider returned an unexpected body.")
 
 
 def _models_are_public(data: bytes, state: StreamState) -> bool:
@@ -191,6 +201,31 @@ def finish_stream(state: StreamState, leftover: list[bytes]) -> bytes:
     if state.done:
         return tail
     return tail + (DONE if state.finished() else stream_error(truncated()))
+
+
+def finish_events(
+    state: Any,
+    leftover: list[bytes],
+    handle: Callable[[bytes, Any], list[bytes] | None],
+    end: Callable[[Any], list[bytes]],
+) -> bytes:
+    """finish_stream for formats with an explicit end event (Anthropic, Cohere).
+
+    `handle` turns a leftover payload into OpenAI payloads (None: not usable); `end` gives the
+    closing payloads once a finish reason went out (`state.finish`), so a stream that lost only
+    its end event still ends cleanly; otherwise it ends with the truncation error.
+    """
+    if state.done:
+        return b""
+    out: list[bytes] = []
+    for data in leftover:
+        got = handle(data, state)
+        if got is None:
+            break
+        out.extend(got)
+    if not state.done:
+        out.extend(end(state) if state.finish else [truncated().to_json()])
+    return frame(out) if out else b""
 
 
 def is_json(data: bytes) -> bool:
