@@ -338,6 +338,12 @@ def start_targets(procs: Procs, tmp: Path, args: argparse.Namespace) -> Targets:
         targets["gateway"] = start_floors(procs, "gateway", upstream)
     else:
         targets["gateway"] = start_gateway(procs, tmp, upstream, args.gateway_cmd)
+        # The same gateway process, through a model with 3 deployments (separate providers,
+        # so 3 circuit breakers and stats): what routing itself costs per request.
+        targets["routed"] = {
+            kind: Endpoint(ep.port, ep.path, f"bench-{kind}-3", ep.pid)
+            for kind, ep in targets["gateway"].items()
+        }
     return targets
 
 
@@ -587,6 +593,26 @@ def gateway_vs_floor(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def routed_vs_gateway(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CPU ms per request that 3 deployments add over 1 (median of same-round differences)."""
+    if not any(c["target"] == "routed" for c in cells):
+        return []
+    rows = []
+    for kind in KINDS:
+        for conc in CONCURRENCY:
+            r, g = _cell(cells, "routed", kind, conc), _cell(cells, "gateway", kind, conc)
+            pairs = zip(r["cpu_ms_samples"], g["cpu_ms_samples"], strict=False)
+            diffs = sorted(a - b for a, b in pairs if a is not None and b is not None)
+            rows.append(
+                {
+                    "kind": kind,
+                    "concurrency": conc,
+                    "added_cpu_ms": round(diffs[len(diffs) // 2], 4) if diffs else None,
+                }
+            )
+    return rows
+
+
 def _paired_median(gateway: dict[str, Any], floor: dict[str, Any], what: str) -> float | None:
     g = gateway.get(f"{what}_samples") or [gateway[f"{what}_per_req" if what == "cpu_ms" else what]]
     f = floor.get(f"{what}_samples") or [floor[f"{what}_per_req" if what == "cpu_ms" else what]]
@@ -617,6 +643,10 @@ def print_report(results: dict[str, Any]) -> None:
             f"  {row['kind']:<6} c={row['concurrency']:<4} {row['cpu_ratio']!s:>12}"
             f" {row['rps_ratio']!s:>13}"
         )
+    if results.get("routed_vs_gateway"):
+        print("\n3 deployments vs 1 (same gateway): CPU ms per request added")
+        for row in results["routed_vs_gateway"]:
+            print(f"  {row['kind']:<6} c={row['concurrency']:<4} {row['added_cpu_ms']!s:>10}")
     print("\np50 added over direct at 1 client (ms)")
     for kind, added in results["added_p50_ms_c1"].items():
         print(f"  {kind:<6} gateway {added['gateway']:+.3f}   floor {added['floor']:+.3f}")
@@ -747,6 +777,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             raise
     results["gateway_vs_floor"] = gateway_vs_floor(results["cells"])
     results["added_p50_ms_c1"] = added_latency(results["cells"])
+    results["routed_vs_gateway"] = routed_vs_gateway(results["cells"])
     return results
 
 

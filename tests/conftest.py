@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import textwrap
 from collections.abc import Callable, Iterator
@@ -34,6 +36,33 @@ class RunningGateway:
     @property
     def url(self) -> str:
         return self.server.url
+
+    def get_json(self, path: str, key: str | None = MASTER_KEY) -> tuple[int, Any]:
+        """GET a gateway path: (status, parsed JSON body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=10)
+        try:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    def post_raw(
+        self, path: str, doc: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """POST JSON with the master key: (status, lower-cased headers, whole body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=20)
+        try:
+            conn.request(
+                "POST",
+                path,
+                json.dumps(doc),
+                {"Authorization": f"Bearer {MASTER_KEY}", **(headers or {})},
+            )
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
 
     def client(self, **kw: Any) -> openai.OpenAI:
         kw.setdefault("api_key", MASTER_KEY)

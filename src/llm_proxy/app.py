@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import time
@@ -24,6 +23,8 @@ from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import setup_logging
 from llm_proxy.observability.middleware import GatewayMiddleware
 from llm_proxy.pipeline import chat_completions
+from llm_proxy.routing.health import deployment_view, overall, provider_views, summary
+from llm_proxy.routing.hedge import hedge_delay
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -41,14 +42,13 @@ def build_fastapi(gw: Gateway) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        watcher = asyncio.get_running_loop().create_task(gw.watch())
+        gw.start_background()
         # Imports and config are long-lived: keep them out of every later full GC scan.
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
-            watcher.cancel()
             await gw.aclose()
 
     app = FastAPI(
@@ -79,14 +79,62 @@ def build_fastapi(gw: Gateway) -> FastAPI:
 
     @app.get("/health", tags=["health"])
     async def health() -> Response:
-        """Seed 001's health document."""
+        """Seed 001's health document, with seed 003's provider counts."""
+        counts = summary(provider_views(gw, time.monotonic()))
+        last = max((r.at for r in gw.prober.results.values()), default=None)
         return _json(
             {
-                "status": "healthy",
+                "status": overall(counts),
                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
                 "uptime": round(time.time() - gw.started, 3),
                 "version": gw.version,
                 "environment": gw.runtime.settings.environment,
+                "providers": counts,
+                "last_check": (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None
+                ),
+            }
+        )
+
+    @app.get("/providers", tags=["routing"])
+    async def providers() -> Response:
+        """Seed 003: each provider with status, models, capabilities, circuit state, recent
+        latency and error rate."""
+        views = provider_views(gw, time.monotonic())
+        return _json({"object": "list", "data": views, "summary": summary(views)})
+
+    @app.get("/admin/routes/{model:path}", tags=["admin"])
+    async def admin_route(model: str) -> Response:
+        """How a model routes now: each deployment's circuit, cooldown, error ratio, latency
+        EWMA, in-flight count, and the last routing decision's reason."""
+        try:
+            route = gw.router.route(model)
+        except GatewayError as err:
+            return _error(err)
+        now = time.monotonic()
+        p = route.policy
+        d = route.decision
+        return _json(
+            {
+                "model": model,
+                "strategy": p.strategy,
+                "fallbacks": list(p.fallbacks),
+                "context_window_fallbacks": list(p.context_window_fallbacks),
+                "hedge": p.hedge.model_dump() if p.hedge is not None else None,
+                "hedge_delay_ms": _hedge_ms(route),
+                "deployments": [deployment_view(c, now) for c in route.candidates],
+                "last_decision": {
+                    "at": (
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (now - d.at)))
+                        if d.at
+                        else None
+                    ),
+                    "reason": d.reason(),
+                    "order": [c.label for c in d.order],
+                    "skipped": [{"deployment": c.label, "why": why} for c, why in d.skipped],
+                    "served_by": d.served_by,
+                    "attempts": d.attempts,
+                },
             }
         )
 
@@ -129,6 +177,14 @@ def build_fastapi(gw: Gateway) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _hedge_ms(route: Any) -> float | None:
+    hedge = route.policy.hedge
+    if hedge is None or not route.candidates:
+        return None
+    delay = hedge_delay(hedge, route.candidates[0].stats)
+    return round(delay * 1000, 2) if delay is not None else None
 
 
 def build_app(gw: Gateway) -> Any:

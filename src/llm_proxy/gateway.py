@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -12,7 +13,10 @@ from llm_proxy.auth import stored_master_key
 from llm_proxy.config.load import ConfigError, LoadedConfig, load_config
 from llm_proxy.limits.concurrency import ConcurrencyLimiter
 from llm_proxy.providers.mock import MockTransport
+from llm_proxy.routing.condense import SummaryCache
+from llm_proxy.routing.health import Prober
 from llm_proxy.routing.router import Router
+from llm_proxy.routing.state import StatsBook
 from llm_proxy.runtime import Runtime, compile_runtime, diff, hash_key
 from llm_proxy.upstream.client import AiohttpTransport, Transport
 
@@ -32,7 +36,12 @@ class Gateway:
         self.loaded = loaded
         self.overrides = overrides or {}
         self.env = env
-        self.router = Router(compile_runtime(loaded.settings, env, master_sha256))
+        # Deployment stats (breakers, latency, health) outlive routers: reloads keep them.
+        self.book = StatsBook()
+        self.router = Router(compile_runtime(loaded.settings, env, master_sha256), self.book)
+        self.rng = random.Random()
+        self.summaries = SummaryCache()
+        self.prober = Prober(self)
         s = loaded.settings
         self.limiter = ConcurrencyLimiter(
             s.max_concurrent_requests, s.max_queued_requests, s.queue_timeout
@@ -70,7 +79,7 @@ class Gateway:
         old = self.runtime
         changes = diff(old, runtime)
         self.loaded = loaded
-        self.router = Router(runtime)
+        self.router = Router(runtime, self.book)
         s = loaded.settings
         self.limiter.limit = s.max_concurrent_requests
         self.limiter.max_waiting = s.max_queued_requests
@@ -97,6 +106,14 @@ class Gateway:
         if self._removed.get(pool) is token:  # not re-added (nor removed again) meanwhile
             del self._removed[pool]
             await self.http.close({pool})
+
+    def start_background(self) -> None:
+        """The config watcher and the health prober (called once the event loop runs)."""
+        loop = asyncio.get_running_loop()
+        for job in (self.watch(), self.prober.run()):
+            task = loop.create_task(job)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def watch(self) -> None:
         """Poll the config file; a changed stamp triggers reload()."""

@@ -1,42 +1,35 @@
 """The chat request pipeline: authenticate -> validate -> admit -> route -> call -> relay -> record.
 
 Authentication runs in the gateway middleware (observability.middleware); the rest is here, one
-small function per stage. Later stages (cache, budgets, failover) slot in as new functions.
+small function per stage. The call stage tries a model's deployments in its strategy's order
+(retries, hedging, failover to fallbacks), then context-window fallbacks and condensation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from llm_proxy import errors as E
-from llm_proxy.api.http import (
-    ClientDisconnected,
-    DisconnectWatch,
-    read_body,
-    send_error,
-    send_json,
-)
+from llm_proxy.api.http import ClientDisconnected, DisconnectWatch, read_body, send_error
+from llm_proxy.attempt import Ready, Refused, attempt, relay
 from llm_proxy.auth import Principal
 from llm_proxy.canonical.chat import parse_json, validate_chat
-from llm_proxy.formats import WireFormat, openai_chat
 from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import record_call
+from llm_proxy.routing import condense
+from llm_proxy.routing.balance import Candidate, order
+from llm_proxy.routing.hedge import hedge_delay, race
 from llm_proxy.routing.retry import backoff, retryable, same_deployment_again
-from llm_proxy.routing.router import Router
-from llm_proxy.runtime import Deployment
-from llm_proxy.upstream.client import UpstreamResponse
+from llm_proxy.routing.router import Route, Router
 
 log = logging.getLogger("llm_proxy")
-
-_SSE_HEADERS = (
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-)
 
 
 @dataclass(slots=True)
@@ -44,17 +37,22 @@ class CallRecord:
     """What the record stage keeps about one call (logs now; spend and traces later)."""
 
     request_id: str
-    started: float
+    started: float  # time.monotonic()
     model: str | None = None
     provider: str | None = None
     upstream_model: str | None = None
+    deployment: str | None = None
     stream: bool = False
     status: int = 0
     usage: dict[str, Any] | None = None
     chunks: int = 0
+    attempts: int = 0
+    hedged: bool = False
+    condensed: str | None = None  # "summary" | "truncated": the request was condensed
     disconnected: bool = False
     error: str | None = None
     responded: bool = False  # the response head went out: errors can only be stream events now
+    settings: Any = None  # the Settings of the routing table this call started on
 
 
 async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -63,7 +61,7 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     settings = router.runtime.settings
     st = scope["state"]
     headers: dict[bytes, bytes] = st["headers"]
-    rec = CallRecord(request_id=st["request_id"], started=time.perf_counter())
+    rec = CallRecord(request_id=st["request_id"], started=time.monotonic(), settings=settings)
     try:
         raw = await read_body(
             receive, headers, settings.max_request_bytes, settings.body_read_timeout
@@ -75,8 +73,9 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
         try:
             await gw.limiter.acquire()
             try:
-                plan = route(router, body, headers)
-                await call_with_failover(gw, plan, body, headers, st["principal"], send, rec)
+                route = pick_route(router, body, headers)
+                ready = await call_route(gw, router, route, body, headers, st["principal"], rec)
+                await relay(ready, _info(ready, rec, headers, route), send, rec)
             finally:
                 gw.limiter.release()
         except asyncio.CancelledError:
@@ -99,200 +98,381 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             record_call(rec)
 
 
-def route(
-    router: Router, body: dict[str, Any], headers: dict[bytes, bytes]
-) -> tuple[Deployment, ...]:
-    """The model (and X-Provider, seed 000) -> candidate deployments, then its fallbacks' ones."""
+def pick_route(router: Router, body: dict[str, Any], headers: dict[bytes, bytes]) -> Route:
+    """The model (and X-Provider, seed 000) -> its Route."""
     forced = headers.get(b"x-provider")
-    plan = router.resolve(body["model"], forced.decode("latin-1").strip() if forced else None)
-    for other in router.runtime.fallbacks.get(body["model"], ()):
-        try:
-            plan += router.resolve(other)
-        except E.ModelNotFoundError:
-            continue  # a fallback that is not (or no longer) routable is skipped
-    return plan
+    return router.route(body["model"], forced.decode("latin-1").strip() if forced else None)
 
 
-def _upstream_headers(
-    deployment: Deployment, headers: dict[bytes, bytes], principal: Principal
-) -> tuple[dict[str, str], bool]:
-    p = deployment.provider
-    if p.forward_client_key and principal.via != b"authorization":
-        # Seed 004's precedence: the client's own Authorization (not our gateway key) wins.
-        own = headers.get(b"authorization")
-        if own:
-            token = own.decode("latin-1").partition(" ")[2].strip()
-            return {**p.headers, p.auth_header: p.auth_scheme + token}, True
-    return p.headers, False
-
-
-async def call(
+async def call_route(
     gw: Gateway,
-    deployment: Deployment,
+    router: Router,
+    route: Route,
     body: dict[str, Any],
     headers: dict[bytes, bytes],
     principal: Principal,
-    stream: bool,
-) -> UpstreamResponse:
-    """Send one attempt upstream; an upstream error status becomes a typed GatewayError."""
-    p = deployment.provider
-    payload = p.wire.to_upstream(body, deployment.model, deployment.params, stream)
-    up_headers, forwarded = _upstream_headers(deployment, headers, principal)
-    if p.token_source is not None:  # short-lived credentials (Vertex AI), refreshed off the loop
-        up_headers = {**up_headers, "Authorization": await p.token_source.authorization()}
-    url = deployment.stream_url if stream else deployment.url
-    if p.signer is not None:  # request signing (AWS SigV4 for Bedrock) covers the final bytes
-        up_headers = p.signer.sign("POST", url, up_headers, payload)
-    resp = await gw.transport(p.type).send(
-        p.pool,
-        url,
-        up_headers,
-        payload,
-        p.timeouts,
-        p.max_connections,
-    )
-    if resp.status >= 400:
-        raw = await resp.read()
-        secrets = p.secrets
-        if forwarded:
-            token = up_headers[p.auth_header].removeprefix(p.auth_scheme)
-            secrets = (*secrets, token.encode("latin-1"))
-        raise p.wire.from_upstream_error(
-            resp.status, raw, dict(resp.headers), forwarded, p.type == "mock", secrets
-        )
-    return resp
+    rec: CallRecord,
+) -> Ready:
+    """The call stage: failover, then on a context-length error its bigger-context fallbacks,
+    then (non-streamed) condensation and one more try."""
+    try:
+        return await call_with_failover(gw, router, route, body, headers, principal, rec)
+    except E.GatewayError as err:
+        cfg = router.runtime.settings.condensation
+        if not condense.is_context_error(err, cfg):
+            raise
+        first = err
+    for name in route.policy.context_window_fallbacks:
+        try:
+            bigger = router.route(name)
+        except E.ModelNotFoundError:
+            continue
+        try:
+            return await call_with_failover(gw, router, bigger, body, headers, principal, rec)
+        except E.GatewayError as err:
+            if not condense.is_context_error(err, cfg):
+                raise
+    if rec.stream or not cfg.enabled:
+        raise first
+    smaller = await _condensed(gw, router, route, body, headers, principal, rec)
+    if smaller is None:
+        raise first
+    return await call_with_failover(gw, router, route, smaller, headers, principal, rec)
 
 
 async def call_with_failover(
     gw: Gateway,
-    plan: tuple[Deployment, ...],
+    router: Router,
+    route: Route,
     body: dict[str, Any],
     headers: dict[bytes, bytes],
     principal: Principal,
-    send: Any,
     rec: CallRecord,
-) -> None:
-    """Try the plan's deployments in order (each `num_retries` times for retryable failures),
-    then relay the first answer. Nothing is retried once a byte went to the client."""
-    settings = gw.router.runtime.settings
-    failures: list[tuple[Deployment, E.GatewayError]] = []
-    for deployment in plan:
+) -> Ready:
+    """Try the route's deployments in its strategy's order, then its fallback models' ones.
+    Each deployment may be retried (`num_retries`) on retryable failures; hedged models race
+    the first two. Nothing is retried once a byte went to the client (relay comes later)."""
+    settings = router.runtime.settings
+    failures: list[tuple[Candidate, E.GatewayError]] = []
+    skipped: list[tuple[Candidate, str]] = []
+    limit = settings.max_request_time
+    deadline = rec.started + limit if limit is not None else None
+    tags = _tags(headers) if b"x-llm-proxy-tags" in headers else None
+    routes: list[Route] = [route]
+    i = 0
+    while i < len(routes) and len(failures) < settings.max_attempts:
+        r = routes[i]
+        i += 1
+        cands = r.candidates if tags is None else tuple(_tagged(r.candidates, tags, r.model))
+        now = time.monotonic()
+        plan, passed = order(r.policy.strategy, cands, now, rec.stream, gw.rng)
+        if passed:
+            skipped += passed
+        if r is route:
+            d = r.decision
+            d.at, d.strategy, d.order, d.skipped = now, r.policy.strategy, plan, passed
+            d.served_by, d.attempts = None, 0
+        ready = await _try_plan(gw, r, plan, body, headers, principal, rec, failures, deadline)
+        if ready is not None:
+            if r is route:
+                d = r.decision
+                d.served_by, d.attempts = ready.cand.deployment.label, rec.attempts
+            return ready
+        if i == 1:  # model fallbacks, resolved only when the model itself failed
+            for name in route.policy.fallbacks:
+                try:
+                    routes.append(router.route(name))
+                except E.ModelNotFoundError:
+                    continue  # a fallback that is not (or no longer) routable is skipped
+    raise _exhausted(failures, skipped, deadline)
+
+
+async def _try_plan(
+    gw: Gateway,
+    r: Route,
+    plan: list[Candidate],
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    rec: CallRecord,
+    failures: list[tuple[Candidate, E.GatewayError]],
+    deadline: float | None,
+) -> Ready | None:
+    settings = rec.settings
+    start = 0
+    hedge = r.policy.hedge
+    if hedge is not None and len(plan) >= 2 and len(failures) + 2 <= settings.max_attempts:
+        delay = hedge_delay(hedge, plan[0].stats)
+        if delay is not None:
+            ready = await _hedged(gw, plan, body, headers, principal, rec, failures, delay)
+            if ready is not None:
+                return ready
+            start = 1 if not rec.hedged else 2
+    for cand in plan[start:]:
         retries = 0
+        n_retries = cand.deployment.num_retries
+        if n_retries is None:
+            n_retries = settings.num_retries
         while len(failures) < settings.max_attempts:
-            rec.provider, rec.upstream_model = deployment.provider.name, deployment.model
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
             try:
-                resp = await call(gw, deployment, body, headers, principal, rec.stream)
-                out = None if rec.stream else await _read_plain(resp, deployment, body, rec)
-            except E.GatewayError as err:
-                failures.append((deployment, err))
+                rec.attempts += 1
+                if remaining is not None and remaining < _total_timeout(cand):
+                    async with asyncio.timeout(remaining):
+                        return await attempt(gw, cand, body, headers, principal, rec.stream)
+                return await attempt(gw, cand, body, headers, principal, rec.stream)
+            except Refused:
+                rec.attempts -= 1
+                break
+            except TimeoutError:
+                err: E.GatewayError = E.UpstreamTimeoutError(
+                    "The request ran out of its max_request_time.", code="request_deadline"
+                )
+                failures.append((cand, err))
+                return None
+            except E.GatewayError as e:
+                err = e
+                failures.append((cand, err))
                 if not retryable(err):
                     raise
-                if retries < settings.num_retries and same_deployment_again(err):
+                if retries < n_retries and same_deployment_again(err):
                     wait = backoff(retries, settings.retry_backoff, err)
-                    if wait <= settings.max_retry_wait:
+                    fits = remaining is None or wait < remaining
+                    if wait <= settings.max_retry_wait and fits:
                         retries += 1
                         await asyncio.sleep(wait)
                         continue
                 break  # on to the next deployment
-            info = _route_headers(deployment, len(failures) + 1)
-            if out is None:
-                await relay_stream(resp, deployment.provider.wire, body, info, send, rec)
-            else:
-                rec.responded, rec.status = True, 200
-                await send_json(send, 200, out, [(b"content-type", b"application/json"), *info])
-            return
-    raise _exhausted(failures)
+    return None
 
 
-async def _read_plain(
-    resp: UpstreamResponse, deployment: Deployment, body: dict[str, Any], rec: CallRecord
-) -> bytes:
-    raw = await resp.read()
-    out, rec.usage = deployment.provider.wire.from_upstream(raw, body["model"], int(time.time()))
+async def _hedged(
+    gw: Gateway,
+    plan: list[Candidate],
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    rec: CallRecord,
+    failures: list[tuple[Candidate, E.GatewayError]],
+    delay: float,
+) -> Ready | None:
+    """Race plan[0] against plan[1] started after `delay` (routing/hedge.py)."""
+    first, second = plan[0], plan[1]
+    by_error: dict[int, Candidate] = {}
+
+    async def run(cand: Candidate) -> Ready:
+        rec.attempts += 1
+        try:
+            return await attempt(gw, cand, body, headers, principal, rec.stream)
+        except E.GatewayError as err:
+            by_error[id(err)] = cand
+            raise
+        except Refused:
+            rec.attempts -= 1
+            raise
+
+    def fatal(exc: BaseException) -> bool:
+        return isinstance(exc, E.GatewayError) and not retryable(exc)
+
+    winner, errors, rec.hedged = await race(
+        lambda: run(first), lambda: run(second), delay, Ready.discard, fatal
+    )
+    for exc in errors:
+        if isinstance(exc, E.GatewayError):
+            failures.append((by_error.get(id(exc), first), exc))
+            if not retryable(exc):
+                raise exc
+        elif not isinstance(exc, Refused):
+            raise exc
+    return winner
+
+
+def _total_timeout(cand: Candidate) -> float:
+    d = cand.deployment
+    return (d.timeouts or d.provider.timeouts).total
+
+
+def _tags(headers: dict[bytes, bytes]) -> frozenset[str] | None:
+    raw = headers.get(b"x-llm-proxy-tags")
+    if not raw:
+        return None
+    tags = frozenset(t.strip() for t in raw.decode("latin-1").split(",") if t.strip())
+    return tags or None
+
+
+def _tagged(cands: tuple[Candidate, ...], tags: frozenset[str], model: str) -> list[Candidate]:
+    out = [c for c in cands if tags <= c.deployment.tags]
+    if not out:
+        raise E.InvalidRequestError(
+            f"No deployment of '{model}' has the tags {', '.join(sorted(tags))}.",
+            param="X-LLM-Proxy-Tags",
+            code="no_matching_deployment",
+        )
     return out
 
 
-def _route_headers(deployment: Deployment, attempts: int) -> list[tuple[bytes, bytes]]:
-    p = deployment.provider
-    return [
-        (b"x-llm-proxy-provider", p.name.encode()),
-        (b"x-llm-proxy-deployment", f"{p.name}/{deployment.model}".encode("utf-8", "replace")),
-        (b"x-llm-proxy-attempts", str(attempts).encode()),
-    ]
-
-
-def _exhausted(failures: list[tuple[Deployment, E.GatewayError]]) -> E.GatewayError:
-    """One deployment tried: its own (typed) error. Several: seed 003's 503 with the details."""
-    if len({id(d) for d, _ in failures}) <= 1:
+def _exhausted(
+    failures: list[tuple[Candidate, E.GatewayError]],
+    skipped: list[tuple[Candidate, str]],
+    deadline: float | None,
+) -> E.GatewayError:
+    """One deployment failed: its own typed error. Several, or none available: seed 003's 503."""
+    tried = {id(c.stats) for c, _ in failures}
+    if len(tried) == 1 and not skipped:
         return failures[-1][1]
-    providers = list(dict.fromkeys(d.provider.name for d, _ in failures))
+    now = time.monotonic()
+    errors = [
+        {
+            "provider": c.deployment.provider.name,
+            "deployment": c.deployment.model,
+            "error_type": type(err).__name__,
+            "status": err.status,
+            "code": err.code,
+        }
+        for c, err in failures
+    ]
+    errors += [
+        {
+            "provider": c.deployment.provider.name,
+            "deployment": c.deployment.model,
+            "error_type": "Skipped",
+            "status": None,
+            "code": why,
+        }
+        for c, why in skipped
+        if id(c.stats) not in tried
+    ]
+    details = {
+        "attempts": len(failures),
+        "providers_tried": list(dict.fromkeys(c.deployment.provider.name for c, _ in failures)),
+        "errors": errors,
+    }
+    if not failures and deadline is not None and now >= deadline:
+        return E.UpstreamTimeoutError(
+            "The request ran out of its max_request_time.", code="request_deadline"
+        )
+    headers = {}
+    if not failures and skipped:
+        waits = [w for c, _ in skipped if (w := _wait_of(c, now)) is not None]
+        if waits:
+            headers["Retry-After"] = str(max(1, math.ceil(min(waits))))
+        if all(why.startswith("cooling down") for _, why in skipped):
+            return E.RateLimitError(
+                "Every deployment of this model is cooling down after rate limits; retry later.",
+                code="rate_limit_exceeded",
+                headers=headers,
+                details=details,
+            )
     return E.ServiceUnavailableError(
         "All providers are currently unavailable",
         code="providers_unavailable",
-        details={
-            "attempts": len(failures),
-            "providers_tried": providers,
-            "errors": [
-                {
-                    "provider": d.provider.name,
-                    "deployment": d.model,
-                    "error_type": type(err).__name__,
-                    "status": err.status,
-                    "code": err.code,
-                }
-                for d, err in failures
-            ],
-        },
+        headers=headers,
+        details=details,
     )
 
 
-async def relay_stream(
-    resp: UpstreamResponse,
-    fmt: WireFormat,
-    body: dict[str, Any],
-    info: list[tuple[bytes, bytes]],
-    send: Any,
-    rec: CallRecord,
-) -> None:
-    """Relay SSE as it arrives (one write per upstream read), ending with [DONE] or an error event."""
-    ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
-    if fmt.stream_content_type not in ctype:
-        await resp.read()
-        raise E.UpstreamError(f"The upstream provider did not stream (content-type {ctype!r}).")
-    so = body.get("stream_options")
-    wants_usage = isinstance(so, dict) and bool(so.get("include_usage"))
-    state = fmt.new_stream_state(body["model"], wants_usage, int(time.time()))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*_SSE_HEADERS, *info],
+def _wait_of(c: Candidate, now: float) -> float | None:
+    """Seconds until a skipped deployment may be tried again."""
+    s = c.stats
+    at = s.breaker.retry_at(s.policy.breaker_timeout)
+    if at is None and now < s.cooldown_until:
+        at = s.cooldown_until
+    return at - now if at is not None else None
+
+
+def _info(
+    ready: Ready, rec: CallRecord, headers: dict[bytes, bytes], route: Route
+) -> list[tuple[bytes, bytes]]:
+    """Routing transparency: response headers, and seed 003's `_proxy_info` when asked."""
+    d = ready.cand.deployment
+    rec.provider, rec.upstream_model, rec.deployment = d.provider.name, d.model, d.label
+    elapsed = time.monotonic() - rec.started
+    out = [
+        (b"x-llm-proxy-provider", d.provider.name.encode()),
+        (b"x-llm-proxy-deployment", d.label.encode("utf-8", "replace")),
+        (b"x-llm-proxy-attempts", str(rec.attempts).encode()),
+        (b"x-llm-proxy-latency-ms", f"{elapsed * 1000:.1f}".encode()),
+    ]
+    if rec.condensed:
+        out.append((b"x-llm-proxy-condensed", rec.condensed.encode()))
+    if rec.hedged:
+        out.append((b"x-llm-proxy-hedged", b"true"))
+    if ready.resp is None and headers.get(b"x-proxy-info", b"").lower() in (b"true", b"1"):
+        info = {
+            "provider": d.provider.name,
+            "deployment": d.label,
+            "model": route.model,
+            "strategy": route.policy.strategy,
+            "attempt_number": rec.attempts,
+            "response_time": round(elapsed, 4),
+            "request_id": rec.request_id,
+            "hedged": rec.hedged,
+            "condensed": rec.condensed,
         }
-    )
-    rec.responded, rec.status = True, 200
-    dec = fmt.decoder()
-    translate = fmt.from_upstream_events
+        body = ready.out.rstrip()
+        if body.endswith(b"}"):
+            ready.out = body[:-1] + b',"_proxy_info":' + orjson.dumps(info) + b"}"
+    return out
+
+
+async def _condensed(
+    gw: Gateway,
+    router: Router,
+    route: Route,
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    rec: CallRecord,
+) -> dict[str, Any] | None:
+    """The request with its older messages summarised (or, failing that, dropped)."""
+    cfg = router.runtime.settings.condensation
+    _, older, _ = condense.split(body["messages"])
+    if not older:
+        return None  # one long message: nothing older to summarise, so the error stands
+    key = condense.cache_key(older)
+    now = time.monotonic()
+    summary = gw.summaries.get(key, now)
+    if summary is None:
+        ask = condense.summary_request(cfg.model or route.model, older, cfg)
+        try:
+            summary = await asyncio.wait_for(
+                _summarise(gw, router, ask, headers, principal, rec), cfg.timeout
+            )
+        except (TimeoutError, E.GatewayError) as err:
+            log.warning(
+                "condensation fell back to truncation",
+                extra={"request_id": rec.request_id, "reason": type(err).__name__},
+            )
+            summary = None
+        if summary:
+            gw.summaries.put(key, summary, time.monotonic(), cfg.cache_ttl)
+    if summary:
+        rec.condensed = "summary"
+        return condense.with_summary(body, summary)
+    rec.condensed = "truncated"
+    return condense.truncated(body)
+
+
+async def _summarise(
+    gw: Gateway,
+    router: Router,
+    ask: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    rec: CallRecord,
+) -> str | None:
+    inner = CallRecord(request_id=rec.request_id, started=time.monotonic(), settings=rec.settings)
+    route = router.route(ask["model"])
+    ready = await call_with_failover(gw, router, route, ask, headers, principal, inner)
+    rec.attempts += inner.attempts
+    doc = orjson.loads(ready.out)
     try:
-        async for chunk in resp.iter_chunks():
-            segment = dec.segment(chunk)
-            if segment and (out := translate(segment, state)):
-                await send({"type": "http.response.body", "body": out, "more_body": True})
-        tail = fmt.finish_stream(state, dec.flush())
-    except E.GatewayError as err:
-        rec.status, rec.error = err.status, err.code or err.type
-        tail = openai_chat.stream_error(err)
-    except Exception:
-        # Headers are gone: the only honest ending left is an error event, never a silent cut.
-        log.exception("stream relay failed", extra={"request_id": rec.request_id})
-        rec.status, rec.error = 500, "internal_error"
-        tail = openai_chat.stream_error(
-            E.GatewayError("The gateway failed while relaying the stream.", code="internal_error")
-        )
-    finally:
-        resp.close()
-        rec.usage, rec.chunks = state.usage, state.chunks
-        if rec.usage is None and state.chunks > 1:
-            # Cut short (client gone, upstream failed) before the usage chunk: OpenAI-style
-            # streams carry about one token per chunk after the role chunk.
-            rec.usage = {"completion_tokens": state.chunks - 1, "estimated": True}
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+        text = doc["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return text.strip() if isinstance(text, str) and text.strip() else None
+
+
+__all__ = ["CallRecord", "call_route", "call_with_failover", "chat_completions", "pick_route"]

@@ -8,7 +8,14 @@ from typing import Any
 from urllib.parse import quote
 
 from llm_proxy.config.load import ConfigError
-from llm_proxy.config.schema import ProviderConfig, Settings, Timeouts
+from llm_proxy.config.schema import (
+    DeploymentConfig,
+    HedgeConfig,
+    ModelConfig,
+    ProviderConfig,
+    Settings,
+    Timeouts,
+)
 from llm_proxy.formats import FORMATS, WireFormat
 from llm_proxy.providers.registry import BUILTIN_RULES, SPECS, ProviderSpec
 
@@ -38,6 +45,7 @@ class Provider:
     pool: str = ""  # connection-pool key: a new base URL gets a fresh pool
     # Credential values sent upstream, masked in any upstream text we pass on.
     secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    models_url: str = ""  # the free health probe (GET); "" when the provider has none
 
     def __post_init__(self) -> None:
         if not self.pool:
@@ -77,11 +85,38 @@ class Deployment:
     params: dict[str, Any]
     url: str = ""  # the upstream URL for plain and for streamed calls (model filled in)
     stream_url: str = ""
+    weight: float = 1.0
+    priority: int = 0
+    rpm: int | None = None
+    tpm: int | None = None
+    tags: frozenset[str] = frozenset()
+    num_retries: int | None = None  # None: the global setting
+    timeouts: Timeouts | None = None  # None: the provider's (filled in below)
+    price: tuple[float, float] | None = None  # USD per million (input, output) tokens
+    label: str = ""  # provider/model: what headers, logs and /admin/routes call it
+    key: str = ""  # identity of its stats: the upstream pool and model, stable across reloads
 
     def __post_init__(self) -> None:
         quoted = quote(self.model, safe="-._~:")
         object.__setattr__(self, "url", self.provider.chat_url.replace("{model}", quoted))
         object.__setattr__(self, "stream_url", self.provider.stream_url.replace("{model}", quoted))
+        if self.timeouts is None:
+            object.__setattr__(self, "timeouts", self.provider.timeouts)
+        object.__setattr__(self, "label", f"{self.provider.name}/{self.model}")
+        object.__setattr__(self, "key", f"{self.provider.pool}|{self.model}")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPolicy:
+    """How a public model routes: strategy, fallbacks, hedging."""
+
+    strategy: str = "priority"
+    fallbacks: tuple[str, ...] = ()
+    context_window_fallbacks: tuple[str, ...] = ()
+    hedge: HedgeConfig | None = None
+
+
+DEFAULT_POLICY = ModelPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +128,7 @@ class Runtime:
     master_key_sha256: bytes = field(repr=False)
     # Providers a rule may name but which are off, with the variable that would switch them on.
     missing_hints: dict[str, str] = field(default_factory=dict)
-    fallbacks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> other models
+    policies: dict[str, ModelPolicy] = field(default_factory=dict)  # model -> how it routes
 
 
 def hash_key(key: str) -> bytes:
@@ -172,6 +207,7 @@ def _provider(
         wire=wire,
         auth_header=header,
         auth_scheme=prefix,
+        models_url=_with_query(f"{base}{spec.models_path}", query) if spec.models_path else "",
     )
 
 
@@ -344,7 +380,7 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
     hints["vertex"] = "set GOOGLE_APPLICATION_CREDENTIALS and VERTEX_PROJECT to enable it"
     models = {
         m.name: tuple(
-            Deployment(provider=providers[d.provider], model=d.model, params=dict(d.params))
+            _deployment(providers[d.provider], d, m)
             for d in m.deployments
             if d.provider in providers
         )
@@ -357,9 +393,54 @@ def compile_runtime(settings: Settings, env: dict[str, str], master_sha256: byte
         models={k: v for k, v in models.items() if v},
         rules=tuple(rules),
         master_key_sha256=master_sha256,
-        fallbacks={m.name: tuple(m.fallbacks) for m in settings.models if m.fallbacks},
+        policies={
+            m.name: ModelPolicy(
+                strategy=m.strategy,
+                fallbacks=tuple(m.fallbacks),
+                context_window_fallbacks=tuple(m.context_window_fallbacks),
+                hedge=m.hedge if m.hedge is not None and m.hedge.enabled else None,
+            )
+            for m in settings.models
+        },
         missing_hints=hints,
     )
+
+
+def _deployment(p: Provider, d: DeploymentConfig, m: ModelConfig) -> Deployment:
+    price = (d.price.input, d.price.output) if d.price else None
+    if price is None and m.strategy == "lowest-cost":
+        price = lookup_price(p.type, p.name, d.model)
+    return Deployment(
+        provider=p,
+        model=d.model,
+        params=dict(d.params),
+        weight=d.weight,
+        priority=d.priority,
+        rpm=d.rpm,
+        tpm=d.tpm,
+        tags=frozenset(d.tags),
+        num_retries=d.num_retries,
+        timeouts=d.timeouts,
+        price=price,
+    )
+
+
+# Our provider types and names -> genai-prices provider ids (where they differ).
+_PRICE_PROVIDERS = {"gemini": "google", "vertex": "google", "bedrock": "aws", "xai": "x-ai"}
+
+
+def lookup_price(ptype: str, name: str, model: str) -> tuple[float, float] | None:
+    """USD per million (input, output) tokens from genai-prices' bundled snapshot, if it knows."""
+    from genai_prices import Usage, calc_price  # imported only for lowest-cost models
+
+    million = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    for provider in (_PRICE_PROVIDERS.get(name, name), _PRICE_PROVIDERS.get(ptype, ptype), None):
+        try:
+            got = calc_price(million, model, provider_id=provider)
+        except LookupError:
+            continue
+        return float(got.input_price), float(got.output_price)
+    return None
 
 
 def diff(old: Runtime, new: Runtime) -> dict[str, list[str]]:
@@ -370,7 +451,15 @@ def diff(old: Runtime, new: Runtime) -> dict[str, list[str]]:
 
     def mods(r: Runtime) -> dict[str, str]:
         return {
-            n: repr([(d.provider.name, d.model, sorted(d.params.items())) for d in ds])
+            n: repr(
+                (
+                    [
+                        (d.provider.name, d.model, sorted(d.params.items()), d.weight, d.priority)
+                        for d in ds
+                    ],
+                    r.policies.get(n),
+                )
+            )
             for n, ds in r.models.items()
         }
 

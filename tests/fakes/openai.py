@@ -22,6 +22,20 @@ public model to a scenario), or by an `X-Fake-Scenario` header set in the provid
   fake-notsse           answers a stream request with a plain JSON completion
   fake-citations        Perplexity-style: `citations` and `search_results` beside the choices
                         (https://docs.perplexity.ai/api-reference/chat-completions-post)
+  fake-ratelimit-<s>    429 rate_limit_exceeded with `Retry-After: <s>`
+  fake-reset-body       a plain 200 whose connection drops halfway through the body
+  fake-reset-head       a stream whose connection drops after the head, before any event
+  fake-context-<n>      400 context_length_exceeded when the messages hold over n characters
+  fake-summarize        a short summary: "SUMMARY(<lines> lines)" of the user content
+  fake-chaos            fails `chaos_ratio` of calls at random (seeded): 500, 502, 503, 429
+                        without Retry-After, a hang, or a reset (before the first event)
+  fake-jitter           first content after `slow_delay` s for `slow_ratio` of calls (seeded),
+                        else after `fast_delay` s
+  fake-first-<ms>       first content after <ms> milliseconds
+  fake-early-error      a stream with an error event right after the role chunk (no content)
+`modes` maps a model id to the scenario to play instead, so a test can switch a deployment
+between failing and healthy while the gateway runs. Every request is kept in `requests`
+(with its arrival time), and every client that went away mid-answer in `disconnects`.
 Streams (stream: true) send one chunk per word with `fake_delay` seconds between chunks, a final
 chunk with finish_reason, a usage chunk when stream_options.include_usage, then [DONE].
 """
@@ -29,6 +43,7 @@ chunk with finish_reason, a usage chunk when stream_options.include_usage, then 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +59,7 @@ class Seen:
     body: dict[str, Any] | None
     raw: bytes
     query: str = ""
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -51,11 +67,26 @@ class FakeOpenAI:
     requests: list[Seen] = field(default_factory=list)
     disconnects: list[str] = field(default_factory=list)  # model ids whose client went away
     chunks_sent: list[int] = field(default_factory=list)
+    modes: dict[str, str] = field(default_factory=dict)
+    chaos_ratio: float = 0.3
+    slow_ratio: float = 0.1
+    slow_delay: float = 1.0
+    fast_delay: float = 0.01
+    rng: random.Random = field(default_factory=lambda: random.Random(1234))
+    outcomes: list[str] = field(default_factory=list)  # what fake-chaos / fake-jitter chose
 
     def reset(self) -> None:
         self.requests.clear()
         self.disconnects.clear()
         self.chunks_sent.clear()
+        self.modes.clear()
+        self.outcomes.clear()
+        self.chaos_ratio, self.slow_ratio, self.slow_delay, self.fast_delay = 0.3, 0.1, 1.0, 0.01
+        self.rng = random.Random(1234)
+
+    def count(self, model: str) -> int:
+        """Chat requests received for this upstream model id."""
+        return sum(1 for r in self.requests if r.body and r.body.get("model") == model)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -79,6 +110,11 @@ class FakeOpenAI:
             body = None
         query = scope.get("query_string", b"").decode()
         self.requests.append(Seen(scope["method"], scope["path"], headers, body, raw, query))
+        scenario = headers.get("x-fake-scenario", "")
+        if scope["path"].endswith("/models") and scenario.startswith("fake-error-"):
+            status = int(scenario.removeprefix("fake-error-"))
+            await _json(send, status, _err(f"fake upstream error {status}", "server_error", None))
+            return
         if scope["path"].endswith("/models"):
             await _json(
                 send,
@@ -122,9 +158,72 @@ class FakeOpenAI:
 
     async def _answer(self, model: str, body: dict[str, Any], receive: Any, send: Any) -> None:
         delay = float(body.get("fake_delay") or 0)
+        model = self.modes.get(model, model)
+        first = 0.0  # seconds before the first content
+        if model == "fake-chaos":
+            model = self._chaos(bool(body.get("stream")))
+        elif model == "fake-jitter":
+            slow = self.rng.random() < self.slow_ratio
+            self.outcomes.append("slow" if slow else "fast")
+            first = self.slow_delay if slow else self.fast_delay
+            model = "fake-plain"
+        elif model.startswith("fake-first-"):
+            first = int(model.removeprefix("fake-first-")) / 1000
+            model = "fake-plain"
+        if first:
+            if not body.get("stream") and await _wait_or_disconnect(receive, first):
+                self.disconnects.append(model)
+                return
+            body = {**body, "fake_first": first}
+        if model.startswith("fake-ratelimit-"):
+            wait = model.removeprefix("fake-ratelimit-")
+            err = _err("Rate limit reached for requests", "requests", "rate_limit_exceeded")
+            await _json(send, 429, err, [(b"retry-after", wait.encode())])
+            return
+        if model.startswith("fake-context-"):
+            limit = int(model.removeprefix("fake-context-"))
+            size = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [])
+            if size > limit:
+                msg = f"This model's maximum context length is {limit} characters."
+                await _json(
+                    send, 400, _err(msg, "invalid_request_error", "context_length_exceeded")
+                )
+                return
+            model = "fake-plain"
+        if model == "fake-summarize":
+            lines = _last_user_text(body).count("\n") + 1
+            doc = _completion(model, body)
+            doc["choices"][0]["message"]["content"] = f"SUMMARY({lines} lines)"
+            await _json(send, 200, doc)
+            return
+        if model == "fake-reset-body":
+            payload = orjson.dumps(_completion(model, body))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": payload[: len(payload) // 2],
+                    "more_body": True,
+                }
+            )
+            raise RuntimeError("fake upstream drops the connection mid-body")
+        if model == "fake-hang-chaos":
+            if await _wait_or_disconnect(receive, 3600):
+                self.disconnects.append(model)
+            return
         if model.startswith("fake-error-"):
-            status = int(model.removeprefix("fake-error-"))
-            hdrs = [(b"retry-after", b"2")] if status in (429, 503) else []
+            code_text, _, variant = model.removeprefix("fake-error-").partition("-")
+            status = int(code_text)
+            hdrs = [(b"retry-after", b"2")] if status in (429, 503) and not variant else []
             etype = {
                 400: "invalid_request_error",
                 401: "invalid_request_error",
@@ -156,6 +255,25 @@ class FakeOpenAI:
             await self._stream(model, body, receive, send, delay)
             return
         await _json(send, 200, _completion(model, body))
+
+    def _chaos(self, stream: bool) -> str:
+        """fake-chaos: the scenario this call plays."""
+        if self.rng.random() >= self.chaos_ratio:
+            choice = "fake-plain"
+        else:
+            reset = "fake-reset-head" if stream else "fake-reset-body"
+            choice = self.rng.choice(
+                [
+                    "fake-error-500",
+                    "fake-error-502",
+                    "fake-error-503-plain",
+                    "fake-error-429-plain",
+                    "fake-hang-chaos",
+                    reset,
+                ]
+            )
+        self.outcomes.append(choice)
+        return choice
 
     async def _stream(
         self, model: str, body: dict[str, Any], receive: Any, send: Any, delay: float
@@ -266,7 +384,14 @@ class FakeOpenAI:
         if with_usage:
             events.append({**base, "choices": [], "usage": doc["usage"]})
         sent = 0
+        first = float(body.get("fake_first") or 0)
         for i, ev in enumerate(events):
+            if model == "fake-reset-head":
+                raise RuntimeError("fake upstream drops the connection before the first event")
+            if first and i == 1 and await _wait_or_disconnect(receive, first):
+                self.disconnects.append(model)
+                self.chunks_sent.append(sent)
+                return
             if model == "fake-truncate" and i == 2:
                 break
             if model == "fake-stall" and i == 2:
@@ -288,7 +413,9 @@ class FakeOpenAI:
                     }
                 )
                 return
-            if model == "fake-midstream-error" and i == 2:
+            if (model == "fake-midstream-error" and i == 2) or (
+                model == "fake-early-error" and i == 1
+            ):
                 err = _err(
                     "The server had an error while processing your request.", "server_error", None
                 )

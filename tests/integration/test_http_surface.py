@@ -35,8 +35,19 @@ def test_health_documents_match_the_seeds(gateway: RunningGateway) -> None:
     status, headers, body = _req(gateway, "GET", "/health")
     doc = json.loads(body)
     assert status == 200 and headers["content-type"] == "application/json"
-    assert set(doc) == {"status", "timestamp", "uptime", "version", "environment"}
+    # Seed 001's fields, plus seed 003's provider counts and last probe time.
+    assert set(doc) == {
+        "status",
+        "timestamp",
+        "uptime",
+        "version",
+        "environment",
+        "providers",
+        "last_check",
+    }
     assert doc["status"] == "healthy" and doc["version"] == gateway.gw.version
+    n = len(gateway.gw.runtime.providers)
+    assert doc["providers"] == {"total": n, "healthy": n, "degraded": 0, "unhealthy": 0}
     assert doc["timestamp"].endswith("Z") and doc["uptime"] >= 0
     status, _, body = _req(gateway, "GET", "/healthz")
     doc = json.loads(body)

@@ -8,8 +8,13 @@ import pytest
 
 from llm_proxy.cli import cli
 from llm_proxy.config.schema import (
+    CompletionProbes,
+    CondensationConfig,
     DeploymentConfig,
+    HealthConfig,
+    HedgeConfig,
     ModelConfig,
+    Price,
     ProviderConfig,
     Settings,
     Timeouts,
@@ -27,6 +32,10 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
         *DeploymentConfig.model_fields,
         *ModelConfig.model_fields,
         *Timeouts.model_fields,
+        *HealthConfig.model_fields,
+        *CompletionProbes.model_fields,
+        *CondensationConfig.model_fields,
+        *Price.model_fields,
     ],
 )
 def test_every_config_key_is_documented(field: str) -> None:
@@ -46,7 +55,38 @@ def test_every_builtin_provider_is_documented(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/chat/completions", "/health", "/healthz", "/metrics", "/docs"]
+    "path",
+    [
+        "/v1/chat/completions",
+        "/health",
+        "/healthz",
+        "/metrics",
+        "/docs",
+        "/providers",
+        "/admin/routes/{model}",
+    ],
 )
 def test_every_endpoint_is_documented(path: str) -> None:
     assert f"{path}`" in README or f"{path}," in README, path
+
+
+@pytest.mark.parametrize("field", sorted(HedgeConfig.model_fields))
+def test_every_hedge_setting_is_documented(field: str) -> None:
+    assert field in README.split("## Routing and failover")[0], field
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "x-llm-proxy-provider",
+        "x-llm-proxy-deployment",
+        "x-llm-proxy-attempts",
+        "x-llm-proxy-latency-ms",
+        "x-llm-proxy-hedged",
+        "x-llm-proxy-condensed",
+        "X-Proxy-Info",
+        "X-LLM-Proxy-Tags",
+    ],
+)
+def test_every_routing_header_is_documented(header: str) -> None:
+    assert f"`{header}" in README, header

@@ -37,6 +37,12 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "model_provider_map": ("MODEL_PROVIDER_MAP",),
     "default_provider": ("LLM_PROVIDER",),
     "reload_interval": (),
+    "num_retries": (),
+    "max_attempts": (),
+    "max_request_time": (),
+    "circuit_breaker_threshold": (),
+    "circuit_breaker_timeout": (),
+    "cooldown_time": (),
     "environment": ("NODE_ENV", "ENVIRONMENT"),
 }
 

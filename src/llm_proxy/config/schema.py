@@ -55,9 +55,9 @@ class Strict(BaseModel):
 class Timeouts(Strict):
     """Seconds. first_byte bounds the wait for the response head and each later read."""
 
-    connect: float = Field(10.0, gt=0)
-    first_byte: float = Field(300.0, gt=0)
-    total: float = Field(600.0, gt=0)
+    connect: float = Field(default=10.0, gt=0)
+    first_byte: float = Field(default=300.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
 
 
 class ProviderConfig(Strict):
@@ -86,7 +86,7 @@ class ProviderConfig(Strict):
     location: str | None = None
     credentials_file: str | None = None
     region: str | None = None  # bedrock: AWS region (else AWS_REGION / AWS_DEFAULT_REGION)
-    max_connections: int = Field(1000, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
     enabled: bool = True
 
     @field_validator("headers")
@@ -105,17 +105,56 @@ class ProviderConfig(Strict):
         return v.rstrip("/") if v else v
 
 
+class Price(Strict):
+    """USD per million tokens (overrides genai-prices for lowest-cost routing)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class DeploymentConfig(Strict):
     provider: str = Field(min_length=1)
     model: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(default=1.0, gt=0)  # weighted strategy: share of first attempts
+    priority: int = 0  # priority strategy: lower first; ties keep config order
+    rpm: int | None = Field(default=None, ge=1)  # capacity: past it this minute, tried last
+    tpm: int | None = Field(default=None, ge=1)
+    tags: list[str] = Field(default_factory=list)  # X-LLM-Proxy-Tags picks deployments by tag
+    num_retries: int | None = Field(default=None, ge=0, le=10)  # else the global num_retries
+    timeouts: Timeouts | None = None  # else the provider's
+    price: Price | None = None  # else genai-prices, by provider and model
+
+
+Strategy = Literal["priority", "weighted", "least-busy", "lowest-latency", "lowest-cost"]
+
+
+class HedgeConfig(Strict):
+    """Hedged requests: a second deployment is asked when the first token is late."""
+
+    enabled: bool = True
+    delay: float | None = Field(default=None, gt=0)  # fixed seconds; else the observed p95 TTFT
+    percentile: float = Field(default=95.0, gt=0, lt=100)
+    min_samples: int = Field(default=10, ge=1)  # no hedging before this many observed first tokens
+    max_delay: float = Field(default=10.0, gt=0)
 
 
 class ModelConfig(Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
+    strategy: Strategy = "priority"
     # Other public models to try, in order, when every deployment of this one failed.
     fallbacks: list[str] = Field(default_factory=list)
+    # Bigger-context models to try, in order, on a context-length error.
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    hedge: HedgeConfig | None = None
+
+    @field_validator("hedge", mode="before")
+    @classmethod
+    def _hedge_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return {"enabled": True} if v else None
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -124,33 +163,80 @@ class ModelConfig(Strict):
         if isinstance(data, dict) and "deployments" not in data and "provider" in data:
             data = dict(data)
             dep = {"provider": data.pop("provider"), "model": data.pop("model", data.get("name"))}
-            if "params" in data:
-                dep["params"] = data.pop("params")
+            for key in DeploymentConfig.model_fields:
+                if key not in ("provider", "model") and key in data:
+                    dep[key] = data.pop(key)
             data["deployments"] = [dep]
         return data
+
+
+class CompletionProbes(Strict):
+    """Paid health probes (a tiny chat call per deployment), off unless models are listed."""
+
+    models: list[str] = Field(default_factory=list)  # public model names to probe
+    interval: float = Field(default=300.0, gt=0)
+    max_tokens: int = Field(default=16, ge=1)  # success is any answer, so reasoning models pass too
+    max_per_day: int = Field(default=100, ge=0)  # per deployment: the cap on what probes can cost
+
+
+class HealthConfig(Strict):
+    """Health from real traffic over a rolling window, plus free background probes."""
+
+    window: float = Field(
+        default=60.0, gt=0
+    )  # seconds of traffic the error ratio and latency cover
+    min_requests: int = Field(default=5, ge=1)  # fewer in the window: the ratio is not judged
+    degraded_error_ratio: float = Field(default=0.1, gt=0, le=1)
+    unhealthy_error_ratio: float = Field(default=0.5, gt=0, le=1)
+    probe_interval: float = Field(default=60.0, ge=0)  # GET the models list per provider; 0 = off
+    probe_timeout: float = Field(default=10.0, gt=0)
+    completion_probes: CompletionProbes = CompletionProbes()
+
+
+_CONTEXT_KEYWORDS = [
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+]
+
+
+class CondensationConfig(Strict):
+    """Seed 003: on a context-length error (non-streamed), summarise older messages, retry once."""
+
+    enabled: bool = True
+    model: str | None = None  # the summariser; else the model that was asked for
+    max_tokens_default: int = Field(default=512, ge=1)
+    adaptive_factor: float = Field(
+        default=0.5, gt=0, le=1
+    )  # summary max_tokens = min(chars * this, max)
+    error_keywords: list[str] = Field(default_factory=lambda: list(_CONTEXT_KEYWORDS))
+    cache_ttl: float = Field(default=300.0, ge=0)
+    timeout: float = Field(default=10.0, gt=0)  # past it: truncate instead of summarising
 
 
 class Settings(Strict):
     """The single settings object: file values, then env overrides, then CLI flags."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_requests: bool = False
     data_dir: str = "data"
     master_key: str | None = None
     # Seconds: default total timeout for upstream calls (providers may override).
-    request_timeout: float = Field(600.0, gt=0)
-    connect_timeout: float = Field(10.0, gt=0)
-    first_byte_timeout: float = Field(300.0, gt=0)
+    request_timeout: float = Field(default=600.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_byte_timeout: float = Field(default=300.0, gt=0)
     # Concurrency cap on inference requests; the excess waits up to queue_timeout, then 503.
-    max_concurrent_requests: int = Field(1000, ge=0)
-    max_queued_requests: int = Field(1000, ge=0)
-    queue_timeout: float = Field(10.0, ge=0)
+    max_concurrent_requests: int = Field(default=1000, ge=0)
+    max_queued_requests: int = Field(default=1000, ge=0)
+    queue_timeout: float = Field(default=10.0, ge=0)
     max_request_bytes: int = Field(10 * 1024 * 1024, ge=0)
     # A client must deliver its whole body within this many seconds.
-    body_read_timeout: float = Field(30.0, gt=0)
+    body_read_timeout: float = Field(default=30.0, gt=0)
     cors_allow_origins: list[str] = Field(default_factory=lambda: ["*"])
     # Paths served without a key.
     public_paths: list[str] = Field(
@@ -165,13 +251,24 @@ class Settings(Strict):
     )
     model_provider_map: dict[str, str] = Field(default_factory=dict)
     default_provider: str | None = None
-    reload_interval: float = Field(1.0, gt=0)
+    reload_interval: float = Field(default=1.0, gt=0)
     # Retries of the same deployment on a retryable failure (connection errors, timeouts, 408,
     # 409, 429, 5xx), before failing over to the next deployment; full-jitter backoff.
-    num_retries: int = Field(0, ge=0, le=10)
-    retry_backoff: float = Field(0.5, ge=0)  # seconds, doubled per retry, capped at 8
-    max_retry_wait: float = Field(10.0, ge=0)  # a longer Retry-After fails over instead of waiting
-    max_attempts: int = Field(6, ge=1, le=50)  # across all deployments and fallbacks
+    num_retries: int = Field(default=0, ge=0, le=10)
+    retry_backoff: float = Field(default=0.5, ge=0)  # seconds, doubled per retry, capped at 8
+    max_retry_wait: float = Field(
+        default=10.0, ge=0
+    )  # a longer Retry-After fails over instead of waiting
+    max_attempts: int = Field(default=6, ge=1, le=50)  # across all deployments and fallbacks
+    # Seconds across all attempts of one request (None: each attempt's own timeouts only).
+    max_request_time: float | None = Field(default=None, gt=0)
+    # Seed 003: consecutive failures that open a deployment's circuit, and how long it stays open.
+    circuit_breaker_threshold: int = Field(default=5, ge=1)
+    circuit_breaker_timeout: float = Field(default=60.0, gt=0)
+    cooldown_time: float = Field(default=5.0, ge=0)  # after a 429 without Retry-After
+    max_cooldown: float = Field(default=300.0, ge=0)  # a longer Retry-After is capped here
+    health: HealthConfig = HealthConfig()
+    condensation: CondensationConfig = CondensationConfig()
     environment: str = "production"
     providers: list[ProviderConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
@@ -226,6 +323,11 @@ class Settings(Strict):
                 if d.provider not in known:
                     dep_path: tuple[Any, ...] = ("models", i, "deployments", j, "provider")
                     out.append((dep_path, f"unknown provider {d.provider!r}"))
+        for i, m in enumerate(self.models):
+            for key in ("fallbacks", "context_window_fallbacks"):
+                for j, other in enumerate(getattr(m, key)):
+                    if other == m.name:
+                        out.append((("models", i, key, j), "a model cannot fall back to itself"))
         for pattern, prov in self.model_provider_map.items():
             if prov not in known and prov not in BUILTIN_PROVIDER_NAMES:
                 out.append((("model_provider_map", pattern), f"unknown provider {prov!r}"))

@@ -24,6 +24,8 @@ class ProviderSpec:
     api_version_env: tuple[str, ...] = ()
     # Extra headers taken from the environment: header -> env vars (first set wins).
     header_env: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The free health probe: GET this (after the base URL, with `query`). None: not probed.
+    models_path: str | None = "/models"
 
 
 def _compat(
@@ -84,7 +86,9 @@ SPECS: dict[str, ProviderSpec] = {
             base_url_env=("OPENAI_COMPAT_BASE_URL",),
             key_required=False,
         ),
-        ProviderSpec(name="mock", format="openai", default_base_url=None, auth="none"),
+        ProviderSpec(
+            name="mock", format="openai", default_base_url=None, auth="none", models_path=None
+        ),
         # Azure OpenAI: the deployment is in the path, api-version in the query (data, not code).
         ProviderSpec(
             name="azure",
@@ -94,6 +98,7 @@ SPECS: dict[str, ProviderSpec] = {
             base_url_env=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
             auth="api-key",
             path="/openai/deployments/{model}/chat/completions",
+            models_path="/openai/models",
             query="api-version={api_version}",
             api_version="2024-10-21",
             api_version_env=("AZURE_API_VERSION", "OPENAI_API_VERSION"),
@@ -106,6 +111,7 @@ SPECS: dict[str, ProviderSpec] = {
             key_env=("AZURE_AI_API_KEY",),
             base_url_env=("AZURE_AI_API_BASE",),
             auth="api-key",
+            models_path="/info",
             query="api-version={api_version}",
             api_version="2024-05-01-preview",
             api_version_env=("AZURE_AI_API_VERSION",),
@@ -119,6 +125,7 @@ SPECS: dict[str, ProviderSpec] = {
             key_env=("AWS_ACCESS_KEY_ID",),
             base_url_env=("BEDROCK_BASE_URL",),
             auth="aws-sigv4",
+            models_path=None,  # the model list is on the control plane, not bedrock-runtime
         ),
         # Vertex AI: Gemini's wire format under a project/region URL, with OAuth2 tokens from a
         # service account (providers/google_auth.py) instead of an API key.
@@ -129,6 +136,7 @@ SPECS: dict[str, ProviderSpec] = {
             key_env=("GOOGLE_APPLICATION_CREDENTIALS",),
             base_url_env=("VERTEX_BASE_URL",),
             auth="google-oauth",
+            models_path=None,
         ),
         ProviderSpec(
             name="gemini",
@@ -144,6 +152,7 @@ SPECS: dict[str, ProviderSpec] = {
             default_base_url="https://api.cohere.com",
             key_env=("COHERE_API_KEY", "CO_API_KEY", "PROXY_API_COHERE_API_KEY"),
             base_url_env=("COHERE_BASE_URL", "COHERE_API_BASE"),
+            models_path="/v1/models",
         ),
         ProviderSpec(
             name="anthropic",

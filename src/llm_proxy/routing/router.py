@@ -1,35 +1,64 @@
-"""Resolve a requested model to deployments: exact name, provider/model, prefix rules, X-Provider."""
+"""Resolve a requested model to a Route: exact name, provider/model, prefix rules, X-Provider."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from llm_proxy.errors import ModelNotFoundError
-from llm_proxy.runtime import Deployment, Runtime
+from llm_proxy.routing.balance import Candidate
+from llm_proxy.routing.state import Decision, StatsBook
+from llm_proxy.runtime import DEFAULT_POLICY, Deployment, ModelPolicy, Runtime
 
 _CACHE_MAX = 4096
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A public model as one request sees it: its candidates (priority order) and policy."""
+
+    model: str
+    candidates: tuple[Candidate, ...]
+    policy: ModelPolicy
+    decision: Decision  # the last routing decision for this model (mutable, shared)
+
+
 class Router:
-    """Resolves against one Runtime; a reload makes a new Router, so the cache never goes stale."""
+    """Resolves against one Runtime; a reload makes a new Router, so the cache never goes stale.
 
-    __slots__ = ("_cache", "runtime")
+    Deployment stats live in the StatsBook, which outlives routers: a reload keeps them."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    __slots__ = ("_cache", "book", "runtime")
+
+    def __init__(self, runtime: Runtime, book: StatsBook | None = None) -> None:
         self.runtime = runtime
-        self._cache: dict[tuple[str, str | None], tuple[Deployment, ...]] = {}
+        self.book = book if book is not None else StatsBook()
+        self.book.policy.update(runtime.settings)
+        self._cache: dict[tuple[str, str | None], Route] = {}
 
-    def resolve(self, model: str, forced_provider: str | None = None) -> tuple[Deployment, ...]:
-        """Candidates in order; raises ModelNotFoundError (404 model_not_found)."""
+    def route(self, model: str, forced_provider: str | None = None) -> Route:
+        """The model's Route; raises ModelNotFoundError (404 model_not_found)."""
         key = (model, forced_provider)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         found = self._resolve(model, forced_provider)
+        book = self.book
+        ordered = sorted(found, key=lambda d: d.priority)  # stable: ties keep config order
+        route = Route(
+            model=model,
+            candidates=tuple(Candidate(d, book.get(d.key)) for d in ordered),
+            policy=self.runtime.policies.get(model, DEFAULT_POLICY),
+            decision=book.decision(model),
+        )
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
-        self._cache[key] = found
-        return found
+        self._cache[key] = route
+        return route
+
+    def resolve(self, model: str, forced_provider: str | None = None) -> tuple[Deployment, ...]:
+        """The model's deployments in priority order; raises ModelNotFoundError."""
+        return tuple(c.deployment for c in self.route(model, forced_provider).candidates)
 
     def _provider(self, name: str, model: str) -> tuple[Deployment, ...]:
         rt = self.runtime

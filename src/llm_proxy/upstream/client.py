@@ -130,6 +130,24 @@ class AiohttpTransport:
             raise UpstreamError(f"The upstream request failed: {type(e).__name__}.") from e
         return _AiohttpResponse(resp)
 
+    async def get(
+        self,
+        pool: str,
+        url: str,
+        headers: Mapping[str, str],
+        timeouts: Timeouts,
+        max_connections: int = 256,
+    ) -> tuple[int, bytes]:
+        """A small GET (health probes): (status, body); connection failures are typed errors."""
+        session = self._session(pool, max_connections)
+        try:
+            async with session.get(url, headers=headers, timeout=self._timeout(timeouts)) as r:
+                return r.status, await r.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
+            raise UpstreamTimeoutError("The upstream provider timed out.") from e
+        except (aiohttp.ClientError, ValueError) as e:
+            raise UpstreamError(f"The upstream request failed: {type(e).__name__}.") from e
+
     async def close(self, pools: set[str]) -> None:
         """Close these pools (providers gone from the routing table)."""
         for k in pools:

@@ -1,0 +1,293 @@
+"""One attempt at one deployment: send, read until the answer can be committed, then relay it.
+
+A plain answer is ready once its whole body is read and translated. A stream is ready at its
+first real content (text, reasoning, a tool call or a finish reason): the events before that are
+held back with the response head, so an upstream that fails before its first content can still
+be failed over without the client seeing anything. After commit, a failure can only end the
+stream with an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llm_proxy import errors as E
+from llm_proxy.api.http import send_json
+from llm_proxy.auth import Principal
+from llm_proxy.formats import openai_chat
+from llm_proxy.gateway import Gateway
+from llm_proxy.routing.balance import Candidate
+from llm_proxy.runtime import Deployment
+from llm_proxy.upstream.client import UpstreamResponse
+
+log = logging.getLogger("llm_proxy")
+
+SSE_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+# In translated (OpenAI-shaped) events: something the client would see. The role chunk's
+# `"content":""` is not. JSON strings escape their quotes, so text inside content cannot match.
+_REAL_CONTENT = re.compile(
+    rb'"(?:content|reasoning_content|reasoning|refusal)"\s*:\s*"(?!")'
+    rb'|"tool_calls"\s*:\s*\[|"finish_reason"\s*:\s*"'
+)
+_ERROR_EVENT = re.compile(rb'(?:^|\n)data: ?(\{\s*"error"\s*:.*)')
+
+
+class Refused(Exception):
+    """The deployment's breaker refused the attempt (its half-open probe is taken)."""
+
+
+@dataclass(slots=True)
+class Ready:
+    """An attempt that may be committed: a whole plain answer, or a stream at its first content."""
+
+    cand: Candidate
+    started: float  # monotonic, when the attempt began
+    out: bytes  # plain: the client body; stream: the events held back until now
+    resp: UpstreamResponse | None = None  # stream: still open
+    chunks: AsyncIterator[bytes] | None = None
+    state: Any = None
+    dec: Any = None
+    finished: bool = False  # the stream ended before commit; `out` holds all of it
+    usage: dict[str, Any] | None = None
+
+    def discard(self) -> None:
+        """A hedge that lost the race after it was ready: close it, no verdict on the upstream."""
+        if self.resp is not None:
+            self.resp.close()
+            self.cand.stats.cancelled()
+
+
+def _upstream_headers(
+    deployment: Deployment, headers: dict[bytes, bytes], principal: Principal
+) -> tuple[dict[str, str], bool]:
+    p = deployment.provider
+    if p.forward_client_key and principal.via != b"authorization":
+        # Seed 004's precedence: the client's own Authorization (not our gateway key) wins.
+        own = headers.get(b"authorization")
+        if own:
+            token = own.decode("latin-1").partition(" ")[2].strip()
+            return {**p.headers, p.auth_header: p.auth_scheme + token}, True
+    return p.headers, False
+
+
+async def call(
+    gw: Gateway,
+    deployment: Deployment,
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    stream: bool,
+) -> UpstreamResponse:
+    """Send one attempt upstream; an upstream error status becomes a typed GatewayError."""
+    p = deployment.provider
+    payload = p.wire.to_upstream(body, deployment.model, deployment.params, stream)
+    up_headers, forwarded = _upstream_headers(deployment, headers, principal)
+    if p.token_source is not None:  # short-lived credentials (Vertex AI), refreshed off the loop
+        up_headers = {**up_headers, "Authorization": await p.token_source.authorization()}
+    url = deployment.stream_url if stream else deployment.url
+    if p.signer is not None:  # request signing (AWS SigV4 for Bedrock) covers the final bytes
+        up_headers = p.signer.sign("POST", url, up_headers, payload)
+    resp = await gw.transport(p.type).send(
+        p.pool,
+        url,
+        up_headers,
+        payload,
+        deployment.timeouts or p.timeouts,
+        p.max_connections,
+    )
+    if resp.status >= 400:
+        raw = await resp.read()
+        secrets = p.secrets
+        if forwarded:
+            token = up_headers[p.auth_header].removeprefix(p.auth_scheme)
+            secrets = (*secrets, token.encode("latin-1"))
+        raise p.wire.from_upstream_error(
+            resp.status, raw, dict(resp.headers), forwarded, p.type == "mock", secrets
+        )
+    return resp
+
+
+async def attempt(
+    gw: Gateway,
+    cand: Candidate,
+    body: dict[str, Any],
+    headers: dict[bytes, bytes],
+    principal: Principal,
+    stream: bool,
+) -> Ready:
+    """Run one attempt up to the point of commit. Failures settle the stats and are raised;
+    raises Refused when the breaker says no. A ready stream's stats are settled by relay()."""
+    stats = cand.stats
+    t0 = time.monotonic()
+    if not stats.begin(t0):
+        raise Refused(cand.label)
+    resp: UpstreamResponse | None = None
+    try:
+        resp = await call(gw, cand.deployment, body, headers, principal, stream)
+        if stream:
+            return await _until_content(resp, cand, body, t0)
+        raw = await resp.read()
+        out, usage = cand.deployment.provider.wire.from_upstream(
+            raw, body["model"], int(time.time())
+        )
+    except E.GatewayError as err:
+        if resp is not None:
+            resp.close()
+        now = time.monotonic()
+        stats.failed(now, err, now - t0)
+        raise
+    except BaseException:  # cancelled (client gone, hedge lost, deadline) or a bug
+        if resp is not None:
+            resp.close()
+        stats.cancelled()
+        raise
+    latency = time.monotonic() - t0
+    stats.first_token(latency)
+    total = usage.get("total_tokens") if usage else None
+    stats.ok(t0 + latency, latency, total if isinstance(total, int) else 0)
+    return Ready(cand, t0, out, usage=usage)
+
+
+def _tokens(usage: dict[str, Any] | None) -> int:
+    if not usage:
+        return 0
+    total = usage.get("total_tokens")
+    return total if isinstance(total, int) else 0
+
+
+async def _until_content(
+    resp: UpstreamResponse, cand: Candidate, body: dict[str, Any], t0: float
+) -> Ready:
+    fmt = cand.deployment.provider.wire
+    ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
+    if fmt.stream_content_type not in ctype:
+        await resp.read()
+        raise E.UpstreamError(f"The upstream provider did not stream (content-type {ctype!r}).")
+    so = body.get("stream_options")
+    wants_usage = isinstance(so, dict) and bool(so.get("include_usage"))
+    state = fmt.new_stream_state(body["model"], wants_usage, int(time.time()))
+    dec = fmt.decoder()
+    translate = fmt.from_upstream_events
+    held = b""
+    chunks = resp.iter_chunks()
+    async for chunk in chunks:
+        segment = dec.segment(chunk)
+        if segment and (out := translate(segment, state)):
+            if _REAL_CONTENT.search(out) is None:
+                _raise_error_event(out)
+                held += out
+                continue
+            cand.stats.first_token(time.monotonic() - t0)
+            return Ready(cand, t0, held + out, resp, chunks, state, dec)
+    tail = fmt.finish_stream(state, dec.flush())
+    if _REAL_CONTENT.search(tail) is None:
+        _raise_error_event(tail)
+    cand.stats.first_token(time.monotonic() - t0)
+    return Ready(cand, t0, held + tail, resp, None, state, dec, finished=True)
+
+
+_EVENT_ERRORS: dict[str, type[E.GatewayError]] = {
+    "invalid_request_error": E.InvalidRequestError,
+    "rate_limit_error": E.RateLimitError,
+    "service_unavailable_error": E.ServiceUnavailableError,
+    "overloaded_error": E.ServiceUnavailableError,
+    "timeout_error": E.UpstreamTimeoutError,
+}
+
+
+def _raise_error_event(out: bytes) -> None:
+    """An error event before any content: raise it as the failure of this attempt."""
+    m = _ERROR_EVENT.search(out)
+    if m is None:
+        return
+    try:
+        doc = orjson.loads(m.group(1))
+        err = doc["error"]
+        message, etype, code = str(err.get("message") or ""), err.get("type"), err.get("code")
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        message, etype, code = "", None, None
+    message = message or "The upstream stream failed before its first content."
+    if code == "context_length_exceeded":
+        raise E.ContextLengthExceededError(message, code=code)
+    cls = _EVENT_ERRORS.get(etype or "", E.UpstreamError)
+    raise cls(message, code=code if isinstance(code, str) else None)
+
+
+async def relay(
+    ready: Ready,
+    info: list[tuple[bytes, bytes]],
+    send: Any,
+    rec: Any,
+) -> None:
+    """Commit: send the head and what was held back, then relay the rest as it arrives."""
+    if ready.resp is None:
+        rec.responded, rec.status, rec.usage = True, 200, ready.usage
+        await send_json(send, 200, ready.out, [(b"content-type", b"application/json"), *info])
+        return
+    resp, state, stats = ready.resp, ready.state, ready.cand.stats
+    fmt = ready.cand.deployment.provider.wire
+    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *info]})
+    rec.responded, rec.status = True, 200
+    failure: E.GatewayError | None = None
+    verdict = True  # False: the gateway itself failed, which says nothing of the upstream
+    tail = b""
+    try:
+        if ready.finished:
+            tail = ready.out
+        else:
+            await send({"type": "http.response.body", "body": ready.out, "more_body": True})
+            dec, translate = ready.dec, fmt.from_upstream_events
+            assert ready.chunks is not None
+            async for chunk in ready.chunks:
+                segment = dec.segment(chunk)
+                if segment and (out := translate(segment, state)):
+                    if b'"error"' in out and failure is None and _ERROR_EVENT.search(out):
+                        failure = E.UpstreamError("The upstream stream sent an error event.")
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = fmt.finish_stream(state, dec.flush())
+            if failure is None and _ERROR_EVENT.search(tail) is not None:
+                failure = openai_chat.truncated()
+    except E.GatewayError as err:
+        failure = err
+        rec.status, rec.error = err.status, err.code or err.type
+        tail = openai_chat.stream_error(err)
+    except asyncio.CancelledError:
+        stats.cancelled()  # the client went away: no verdict on the upstream
+        raise
+    except Exception:
+        # Headers are gone: the only honest ending left is an error event, never a silent cut.
+        log.exception("stream relay failed", extra={"request_id": rec.request_id})
+        rec.status, rec.error, verdict = 500, "internal_error", False
+        tail = openai_chat.stream_error(
+            E.GatewayError("The gateway failed while relaying the stream.", code="internal_error")
+        )
+    finally:
+        resp.close()
+        rec.usage, rec.chunks = state.usage, state.chunks
+        if rec.usage is None and state.chunks > 1:
+            # Cut short (client gone, upstream failed) before the usage chunk: OpenAI-style
+            # streams carry about one token per chunk after the role chunk.
+            rec.usage = {"completion_tokens": state.chunks - 1, "estimated": True}
+    now = time.monotonic()
+    if not verdict:
+        stats.cancelled()
+    elif failure is None:
+        stats.ok(now, now - ready.started, _tokens(rec.usage))
+    else:
+        stats.failed(now, failure, now - ready.started)
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+__all__ = ["Ready", "Refused", "attempt", "call", "relay"]
