@@ -154,9 +154,8 @@ async def attempt(
         stats.cancelled()
         raise
     latency = time.monotonic() - t0
-    stats.first_token(latency)
     total = usage.get("total_tokens") if usage else None
-    stats.ok(t0 + latency, latency, total if isinstance(total, int) else 0)
+    stats.answered(t0 + latency, latency, total if isinstance(total, int) else 0)
     return Ready(cand, t0, out, usage=usage)
 
 
@@ -238,12 +237,13 @@ async def relay(
         return
     resp, state, stats = ready.resp, ready.state, ready.cand.stats
     fmt = ready.cand.deployment.provider.wire
-    await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *info]})
-    rec.responded, rec.status = True, 200
     failure: E.GatewayError | None = None
     verdict = True  # False: the gateway itself failed, which says nothing of the upstream
     tail = b""
     try:
+        head = {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *info]}
+        await send(head)
+        rec.responded, rec.status = True, 200
         if ready.finished:
             tail = ready.out
         else:

@@ -74,7 +74,11 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             await gw.limiter.acquire()
             try:
                 route = pick_route(router, body, headers)
-                ready = await call_route(gw, router, route, body, headers, st["principal"], rec)
+                who = st["principal"]
+                try:
+                    ready = await call_with_failover(gw, router, route, body, headers, who, rec)
+                except E.GatewayError as err:  # context length: bigger models, condensation
+                    ready = await recover(gw, router, route, body, headers, who, rec, err)
                 await relay(ready, _info(ready, rec, headers, route), send, rec)
             finally:
                 gw.limiter.release()
@@ -104,7 +108,7 @@ def pick_route(router: Router, body: dict[str, Any], headers: dict[bytes, bytes]
     return router.route(body["model"], forced.decode("latin-1").strip() if forced else None)
 
 
-async def call_route(
+async def recover(
     gw: Gateway,
     router: Router,
     route: Route,
@@ -112,16 +116,13 @@ async def call_route(
     headers: dict[bytes, bytes],
     principal: Principal,
     rec: CallRecord,
+    first: E.GatewayError,
 ) -> Ready:
-    """The call stage: failover, then on a context-length error its bigger-context fallbacks,
-    then (non-streamed) condensation and one more try."""
-    try:
-        return await call_with_failover(gw, router, route, body, headers, principal, rec)
-    except E.GatewayError as err:
-        cfg = router.runtime.settings.condensation
-        if not condense.is_context_error(err, cfg):
-            raise
-        first = err
+    """After the call stage failed: on a context-length error, the bigger-context fallbacks,
+    then (non-streamed) condensation and one more try. Any other error is raised as it is."""
+    cfg = router.runtime.settings.condensation
+    if not condense.is_context_error(first, cfg):
+        raise first
     for name in route.policy.context_window_fallbacks:
         try:
             bigger = router.route(name)
@@ -172,7 +173,9 @@ async def call_with_failover(
             d = r.decision
             d.at, d.strategy, d.order, d.skipped = now, r.policy.strategy, plan, passed
             d.served_by, d.attempts = None, 0
-        ready = await _try_plan(gw, r, plan, body, headers, principal, rec, failures, deadline)
+        ready = await _try_plan(
+            gw, r, plan, body, headers, principal, rec, failures, skipped, deadline
+        )
         if ready is not None:
             if r is route:
                 d = r.decision
@@ -196,6 +199,7 @@ async def _try_plan(
     principal: Principal,
     rec: CallRecord,
     failures: list[tuple[Candidate, E.GatewayError]],
+    skipped: list[tuple[Candidate, str]],
     deadline: float | None,
 ) -> Ready | None:
     settings = rec.settings
@@ -223,8 +227,9 @@ async def _try_plan(
                     async with asyncio.timeout(remaining):
                         return await attempt(gw, cand, body, headers, principal, rec.stream)
                 return await attempt(gw, cand, body, headers, principal, rec.stream)
-            except Refused:
+            except Refused:  # another request holds its half-open probe
                 rec.attempts -= 1
+                skipped.append((cand, "circuit half-open, probing"))
                 break
             except TimeoutError:
                 err: E.GatewayError = E.UpstreamTimeoutError(
@@ -475,4 +480,4 @@ async def _summarise(
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
-__all__ = ["CallRecord", "call_route", "call_with_failover", "chat_completions", "pick_route"]
+__all__ = ["CallRecord", "call_with_failover", "chat_completions", "pick_route", "recover"]

@@ -7,21 +7,11 @@ import time
 from typing import Any
 
 import openai
-import pytest
 
 from tests.conftest import MASTER_KEY
 from tests.fakes.openai import FakeOpenAI
-from tests.integration.test_routing_failures import config
 
 MAX_ATTEMPTS = 3
-
-
-@pytest.fixture
-def make(gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI) -> Any:
-    def build(models: str, extra: str = "") -> Any:
-        return gateway_factory(config(fake_upstream[1], models, extra))
-
-    return build
 
 
 async def test_chaos_every_request_succeeds_within_the_attempt_bound(

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.fakes.openai import FakeOpenAI
-from tests.integration.test_routing_failures import config
+from tests.integration.routing import config
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 OLDER = [

@@ -8,34 +8,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import MASTER_KEY, RunningGateway
 from tests.fakes.openai import FakeOpenAI
-
-USER = [{"role": "user", "content": "are you there"}]
-
-
-def _cfg(url: str, models: str, extra: str = "") -> str:
-    return (
-        f"master_key: {MASTER_KEY}\n{extra}providers:\n  - name: a\n    base_url: {url}/v1\n"
-        "    api_key: k\n  - name: b\n    base_url: {url}/v1\n    api_key: k\n".replace(
-            "{url}", url
-        )
-        + "models:\n"
-        + models
-    )
-
-
-def _models(fake: FakeOpenAI) -> list[str]:
-    return [str(r.body["model"]) for r in fake.requests if r.body]
-
-
-@pytest.fixture
-def make(gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI) -> Any:
-    def build(models: str, extra: str = "") -> RunningGateway:
-        return gateway_factory(_cfg(fake_upstream[1], models, extra))
-
-    return build
-
+from tests.integration.routing import USER
+from tests.integration.routing import seen as _models
 
 TWO = """  - name: m
     deployments:

@@ -6,18 +6,8 @@ import socket
 import time
 from typing import Any
 
-import pytest
-
 from tests.fakes.openai import FakeOpenAI
-from tests.integration.test_routing_failures import ask, config, two
-
-
-@pytest.fixture
-def make(gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI) -> Any:
-    def build(models: str, extra: str = "") -> Any:
-        return gateway_factory(config(fake_upstream[1], models, extra))
-
-    return build
+from tests.integration.routing import ask, config, two
 
 
 def closed_port() -> int:

@@ -2,8 +2,7 @@
 
 Scenarios are the fake's (tests/fakes/openai.py): 429 with Retry-After, 500/502/503, a hang,
 a reset mid-body, a reset before the first stream event, an error event before any content,
-a stream cut mid-way. Two providers, `a` and `b`, point at the same fake, so each request's
-upstream model id says which deployment it reached.
+a stream cut mid-way (tests/integration/routing.py has the shared config).
 """
 
 from __future__ import annotations
@@ -16,44 +15,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import MASTER_KEY, RunningGateway
+from tests.conftest import RunningGateway
 from tests.fakes.openai import FakeOpenAI
-
-USER = [{"role": "user", "content": "are you there"}]
-REPLY = "fake: are you there"
-
-
-def config(url: str, models: str, extra: str = "") -> str:
-    providers = "".join(
-        f"  - name: {n}\n    base_url: {url}/v1\n    api_key: k\n"
-        "    timeouts: {connect: 1, first_byte: 0.5, total: 5}\n"
-        for n in ("a", "b", "c")
-    )
-    return f"master_key: {MASTER_KEY}\n{extra}providers:\n{providers}models:\n{models}"
-
-
-def two(first: str, second: str = "fake-plain", extra: str = "") -> str:
-    return (
-        f"  - name: m\n{extra}    deployments:\n"
-        f"      - {{provider: a, model: {first}}}\n"
-        f"      - {{provider: b, model: {second}}}\n"
-    )
-
-
-def seen(fake: FakeOpenAI) -> list[str]:
-    return [str(r.body["model"]) for r in fake.requests if r.body]
-
-
-@pytest.fixture
-def make(gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI) -> Any:
-    def build(models: str, extra: str = "") -> RunningGateway:
-        return gateway_factory(config(fake_upstream[1], models, extra))
-
-    return build
-
-
-def ask(gw: RunningGateway, **kw: Any) -> Any:
-    return gw.client().chat.completions.with_raw_response.create(model="m", messages=USER, **kw)
+from tests.integration.routing import REPLY, USER, ask, seen, two
 
 
 def stream_text(gw: RunningGateway) -> str:
@@ -157,6 +121,23 @@ def test_per_deployment_num_retries(make: Any, fake: FakeOpenAI) -> None:
     gw = make(models, "retry_backoff: 0\n")
     assert ask(gw).headers["x-llm-proxy-attempts"] == "3"
     assert seen(fake) == ["fake-error-502", "fake-error-502", "fake-plain"]
+
+
+def test_per_deployment_timeouts_override_the_providers(make: Any, fake: FakeOpenAI) -> None:
+    # The providers' first_byte timeout is 0.5 s; a's own 3 s lets its 1 s answer through.
+    models = (
+        "  - name: m\n    deployments:\n"
+        "      - {provider: a, model: fake-first-1000, timeouts: {connect: 1, first_byte: 3, total: 5}}\n"
+        "      - {provider: b, model: fake-plain}\n"
+        "  - name: short\n    deployments:\n"
+        "      - {provider: a, model: fake-first-1000}\n"
+        "      - {provider: b, model: fake-plain}\n"
+    )
+    gw = make(models)
+    assert ask(gw).headers["x-llm-proxy-deployment"] == "a/fake-first-1000"
+    raw = gw.client().chat.completions.with_raw_response.create(model="short", messages=USER)
+    assert raw.headers["x-llm-proxy-deployment"] == "b/fake-plain"  # a timed out at 0.5 s
+    assert seen(fake) == ["fake-first-1000", "fake-first-1000", "fake-plain"]
 
 
 def test_client_errors_go_straight_back(make: Any, fake: FakeOpenAI) -> None:

@@ -10,15 +10,7 @@ import openai
 import pytest
 
 from tests.fakes.openai import FakeOpenAI
-from tests.integration.test_routing_failures import USER, ask, config
-
-
-@pytest.fixture
-def make(gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI) -> Any:
-    def build(models: str, extra: str = "") -> Any:
-        return gateway_factory(config(fake_upstream[1], models, extra))
-
-    return build
+from tests.integration.routing import USER, ask
 
 
 def model(strategy: str, *deployments: str) -> str:

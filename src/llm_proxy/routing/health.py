@@ -125,12 +125,13 @@ def _probe_view(probe: ProbeResult | None) -> dict[str, Any] | None:
 def provider_views(gw: Gateway, now: float) -> list[dict[str, Any]]:
     """Seed 003's GET /providers: each provider with status, models, capabilities, circuit
     state, recent latency and error rate (over its deployments' rolling windows)."""
-    runtime, book = gw.runtime, gw.book
+    runtime = gw.runtime
+    pools = gw.book.by_pool()
     out = []
     for name, p in sorted(runtime.providers.items()):
         public = sorted(m for m, ds in runtime.models.items() if any(d.provider is p for d in ds))
         prefix = p.pool + "|"
-        stats = {k: s for k, s in book.stats.items() if k.startswith(prefix)}
+        stats = {s.key: s for s in pools.get(p.pool, ())}
         seen = [s for s in stats.values() if s.total_requests]
         statuses = [s.status(now) for s in seen]
         probe = gw.prober.results.get(p.pool)
@@ -255,11 +256,10 @@ class Prober:
         self.results[p.pool] = result
         book = self.gw.book
         for d in (d for ds in runtime.models.values() for d in ds if d.provider is p):
-            book.get(d.key)  # configured deployments get the verdict before any traffic
-        prefix = p.pool + "|"
-        for key, s in book.stats.items():
+            book.get(d.key, p.pool)  # configured deployments get the verdict before any traffic
+        for s in book.stats.values():
             # A deployment's own completion probe says more than its provider's models list.
-            if key.startswith(prefix) and (s.probe is None or s.probe.kind == "models"):
+            if s.pool == p.pool and (s.probe is None or s.probe.kind == "models"):
                 s.probe = result
 
     async def _completion_probes(self, models: list[str], max_tokens: int, cap: int) -> None:

@@ -47,7 +47,7 @@ class Router:
         ordered = sorted(found, key=lambda d: d.priority)  # stable: ties keep config order
         route = Route(
             model=model,
-            candidates=tuple(Candidate(d, book.get(d.key)) for d in ordered),
+            candidates=tuple(Candidate(d, book.get(d.key, d.provider.pool)) for d in ordered),
             policy=self.runtime.policies.get(model, DEFAULT_POLICY),
             decision=book.decision(model),
         )

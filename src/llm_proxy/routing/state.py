@@ -72,6 +72,7 @@ class DeploymentStats:
         "minute_requests",
         "minute_tokens",
         "policy",
+        "pool",
         "probe",
         "total_failures",
         "total_requests",
@@ -82,8 +83,9 @@ class DeploymentStats:
         "win_req",
     )
 
-    def __init__(self, key: str, policy: Policy) -> None:
+    def __init__(self, key: str, policy: Policy, pool: str = "") -> None:
         self.key = key
+        self.pool = pool  # the provider's connection pool: /providers groups stats by it
         self.policy = policy
         self.breaker = Breaker()
         self.in_flight = 0
@@ -226,6 +228,13 @@ class DeploymentStats:
         e = self.ttft_ewma
         self.ttft_ewma = ttft if e is None else e + _ALPHA * (ttft - e)
 
+    def answered(self, now: float, latency: float, tokens: int) -> None:
+        """A plain call answered: its first token and its end are the same moment."""
+        self.ttft_samples.append(latency)
+        e = self.ttft_ewma
+        self.ttft_ewma = latency if e is None else e + _ALPHA * (latency - e)
+        self.ok(now, latency, tokens)
+
     def ok(self, now: float, latency: float, tokens: int = 0) -> None:
         self.in_flight -= 1
         b = self.breaker
@@ -322,13 +331,19 @@ class StatsBook:
     stats: dict[str, DeploymentStats] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
 
-    def get(self, key: str) -> DeploymentStats:
+    def get(self, key: str, pool: str = "") -> DeploymentStats:
         s = self.stats.get(key)
         if s is None:
             if len(self.stats) >= _MAX_ENTRIES:
                 self.stats.pop(next(iter(self.stats)))
-            s = self.stats[key] = DeploymentStats(key, self.policy)
+            s = self.stats[key] = DeploymentStats(key, self.policy, pool)
         return s
+
+    def by_pool(self) -> dict[str, list[DeploymentStats]]:
+        out: dict[str, list[DeploymentStats]] = {}
+        for s in self.stats.values():
+            out.setdefault(s.pool, []).append(s)
+        return out
 
     def decision(self, model: str) -> Decision:
         d = self.decisions.get(model)
