@@ -11,7 +11,7 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -55,6 +55,26 @@ class CallRecord:
     settings: Any = None  # the Settings of the routing table this call started on
 
 
+@dataclass(slots=True)
+class Call:
+    """One request as the call stage sees it: the table it started on, who asked, its record."""
+
+    gw: Gateway
+    router: Router
+    headers: dict[bytes, bytes]
+    principal: Principal
+    rec: CallRecord
+
+
+@dataclass(slots=True)
+class Tries:
+    """What one failover run did: its failures in order, what it skipped and why."""
+
+    deadline: float | None
+    failures: list[tuple[Candidate, E.GatewayError]] = field(default_factory=list)
+    skipped: list[tuple[Candidate, str]] = field(default_factory=list)
+
+
 async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
     """POST /v1/chat/completions, plain or streamed."""
     router = gw.router  # one table for the whole call, whatever a reload does meanwhile
@@ -74,11 +94,11 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             await gw.limiter.acquire()
             try:
                 route = pick_route(router, body, headers)
-                who = st["principal"]
+                call = Call(gw, router, headers, st["principal"], rec)
                 try:
-                    ready = await call_with_failover(gw, router, route, body, headers, who, rec)
+                    ready = await call_with_failover(call, route, body)
                 except E.GatewayError as err:  # context length: bigger models, condensation
-                    ready = await recover(gw, router, route, body, headers, who, rec, err)
+                    ready = await recover(call, route, body, err)
                 await relay(ready, _info(ready, rec, headers, route), send, rec)
             finally:
                 gw.limiter.release()
@@ -108,74 +128,54 @@ def pick_route(router: Router, body: dict[str, Any], headers: dict[bytes, bytes]
     return router.route(body["model"], forced.decode("latin-1").strip() if forced else None)
 
 
-async def recover(
-    gw: Gateway,
-    router: Router,
-    route: Route,
-    body: dict[str, Any],
-    headers: dict[bytes, bytes],
-    principal: Principal,
-    rec: CallRecord,
-    first: E.GatewayError,
-) -> Ready:
+async def recover(call: Call, route: Route, body: dict[str, Any], first: E.GatewayError) -> Ready:
     """After the call stage failed: on a context-length error, the bigger-context fallbacks,
     then (non-streamed) condensation and one more try. Any other error is raised as it is."""
-    cfg = router.runtime.settings.condensation
+    cfg = call.rec.settings.condensation
     if not condense.is_context_error(first, cfg):
         raise first
     for name in route.policy.context_window_fallbacks:
         try:
-            bigger = router.route(name)
+            bigger = call.router.route(name)
         except E.ModelNotFoundError:
             continue
         try:
-            return await call_with_failover(gw, router, bigger, body, headers, principal, rec)
+            return await call_with_failover(call, bigger, body)
         except E.GatewayError as err:
             if not condense.is_context_error(err, cfg):
                 raise
-    if rec.stream or not cfg.enabled:
+    if call.rec.stream or not cfg.enabled:
         raise first
-    smaller = await _condensed(gw, router, route, body, headers, principal, rec)
+    smaller = await _condensed(call, route, body)
     if smaller is None:
         raise first
-    return await call_with_failover(gw, router, route, smaller, headers, principal, rec)
+    return await call_with_failover(call, route, smaller)
 
 
-async def call_with_failover(
-    gw: Gateway,
-    router: Router,
-    route: Route,
-    body: dict[str, Any],
-    headers: dict[bytes, bytes],
-    principal: Principal,
-    rec: CallRecord,
-) -> Ready:
+async def call_with_failover(call: Call, route: Route, body: dict[str, Any]) -> Ready:
     """Try the route's deployments in its strategy's order, then its fallback models' ones.
     Each deployment may be retried (`num_retries`) on retryable failures; hedged models race
     the first two. Nothing is retried once a byte went to the client (relay comes later)."""
-    settings = router.runtime.settings
-    failures: list[tuple[Candidate, E.GatewayError]] = []
-    skipped: list[tuple[Candidate, str]] = []
+    rec = call.rec
+    settings = rec.settings
     limit = settings.max_request_time
-    deadline = rec.started + limit if limit is not None else None
-    tags = _tags(headers) if b"x-llm-proxy-tags" in headers else None
+    tries = Tries(rec.started + limit if limit is not None else None)
+    tags = _tags(call.headers) if b"x-llm-proxy-tags" in call.headers else None
     routes: list[Route] = [route]
     i = 0
-    while i < len(routes) and len(failures) < settings.max_attempts:
+    while i < len(routes) and len(tries.failures) < settings.max_attempts:
         r = routes[i]
         i += 1
         cands = r.candidates if tags is None else tuple(_tagged(r.candidates, tags, r.model))
         now = time.monotonic()
-        plan, passed = order(r.policy.strategy, cands, now, rec.stream, gw.rng)
+        plan, passed = order(r.policy.strategy, cands, now, rec.stream, call.gw.rng)
         if passed:
-            skipped += passed
+            tries.skipped += passed
         if r is route:
             d = r.decision
             d.at, d.strategy, d.order, d.skipped = now, r.policy.strategy, plan, passed
             d.served_by, d.attempts = None, 0
-        ready = await _try_plan(
-            gw, r, plan, body, headers, principal, rec, failures, skipped, deadline
-        )
+        ready = await _try_plan(call, r, plan, body, tries)
         if ready is not None:
             if r is route:
                 d = r.decision
@@ -184,31 +184,24 @@ async def call_with_failover(
         if i == 1:  # model fallbacks, resolved only when the model itself failed
             for name in route.policy.fallbacks:
                 try:
-                    routes.append(router.route(name))
+                    routes.append(call.router.route(name))
                 except E.ModelNotFoundError:
                     continue  # a fallback that is not (or no longer) routable is skipped
-    raise _exhausted(failures, skipped, deadline)
+    raise _exhausted(tries)
 
 
 async def _try_plan(
-    gw: Gateway,
-    r: Route,
-    plan: list[Candidate],
-    body: dict[str, Any],
-    headers: dict[bytes, bytes],
-    principal: Principal,
-    rec: CallRecord,
-    failures: list[tuple[Candidate, E.GatewayError]],
-    skipped: list[tuple[Candidate, str]],
-    deadline: float | None,
+    call: Call, r: Route, plan: list[Candidate], body: dict[str, Any], tries: Tries
 ) -> Ready | None:
+    rec = call.rec
     settings = rec.settings
+    failures, deadline = tries.failures, tries.deadline
     start = 0
     hedge = r.policy.hedge
     if hedge is not None and len(plan) >= 2 and len(failures) + 2 <= settings.max_attempts:
         delay = hedge_delay(hedge, plan[0].stats)
         if delay is not None:
-            ready = await _hedged(gw, plan, body, headers, principal, rec, failures, delay)
+            ready = await _hedged(call, plan, body, failures, delay)
             if ready is not None:
                 return ready
             start = 1 if not rec.hedged else 2
@@ -225,11 +218,13 @@ async def _try_plan(
                 rec.attempts += 1
                 if remaining is not None and remaining < _total_timeout(cand):
                     async with asyncio.timeout(remaining):
-                        return await attempt(gw, cand, body, headers, principal, rec.stream)
-                return await attempt(gw, cand, body, headers, principal, rec.stream)
+                        return await attempt(
+                            call.gw, cand, body, call.headers, call.principal, rec.stream
+                        )
+                return await attempt(call.gw, cand, body, call.headers, call.principal, rec.stream)
             except Refused:  # another request holds its half-open probe
                 rec.attempts -= 1
-                skipped.append((cand, "circuit half-open, probing"))
+                tries.skipped.append((cand, "circuit half-open, probing"))
                 break
             except TimeoutError:
                 err: E.GatewayError = E.UpstreamTimeoutError(
@@ -254,23 +249,21 @@ async def _try_plan(
 
 
 async def _hedged(
-    gw: Gateway,
+    call: Call,
     plan: list[Candidate],
     body: dict[str, Any],
-    headers: dict[bytes, bytes],
-    principal: Principal,
-    rec: CallRecord,
     failures: list[tuple[Candidate, E.GatewayError]],
     delay: float,
 ) -> Ready | None:
     """Race plan[0] against plan[1] started after `delay` (routing/hedge.py)."""
+    rec = call.rec
     first, second = plan[0], plan[1]
     by_error: dict[int, Candidate] = {}
 
     async def run(cand: Candidate) -> Ready:
         rec.attempts += 1
         try:
-            return await attempt(gw, cand, body, headers, principal, rec.stream)
+            return await attempt(call.gw, cand, body, call.headers, call.principal, rec.stream)
         except E.GatewayError as err:
             by_error[id(err)] = cand
             raise
@@ -318,12 +311,9 @@ def _tagged(cands: tuple[Candidate, ...], tags: frozenset[str], model: str) -> l
     return out
 
 
-def _exhausted(
-    failures: list[tuple[Candidate, E.GatewayError]],
-    skipped: list[tuple[Candidate, str]],
-    deadline: float | None,
-) -> E.GatewayError:
+def _exhausted(tries: Tries) -> E.GatewayError:
     """One deployment failed: its own typed error. Several, or none available: seed 003's 503."""
+    failures, skipped, deadline = tries.failures, tries.skipped, tries.deadline
     tried = {id(c.stats) for c, _ in failures}
     if len(tried) == 1 and not skipped:
         return failures[-1][1]
@@ -422,29 +412,19 @@ def _info(
     return out
 
 
-async def _condensed(
-    gw: Gateway,
-    router: Router,
-    route: Route,
-    body: dict[str, Any],
-    headers: dict[bytes, bytes],
-    principal: Principal,
-    rec: CallRecord,
-) -> dict[str, Any] | None:
+async def _condensed(call: Call, route: Route, body: dict[str, Any]) -> dict[str, Any] | None:
     """The request with its older messages summarised (or, failing that, dropped)."""
-    cfg = router.runtime.settings.condensation
+    rec, summaries = call.rec, call.gw.summaries
+    cfg = rec.settings.condensation
     _, older, _ = condense.split(body["messages"])
     if not older:
         return None  # one long message: nothing older to summarise, so the error stands
     key = condense.cache_key(older)
-    now = time.monotonic()
-    summary = gw.summaries.get(key, now)
+    summary = summaries.get(key, time.monotonic())
     if summary is None:
         ask = condense.summary_request(cfg.model or route.model, older, cfg)
         try:
-            summary = await asyncio.wait_for(
-                _summarise(gw, router, ask, headers, principal, rec), cfg.timeout
-            )
+            summary = await asyncio.wait_for(_summarise(call, ask), cfg.timeout)
         except (TimeoutError, E.GatewayError) as err:
             log.warning(
                 "condensation fell back to truncation",
@@ -452,7 +432,7 @@ async def _condensed(
             )
             summary = None
         if summary:
-            gw.summaries.put(key, summary, time.monotonic(), cfg.cache_ttl)
+            summaries.put(key, summary, time.monotonic(), cfg.cache_ttl)
     if summary:
         rec.condensed = "summary"
         return condense.with_summary(body, summary)
@@ -460,17 +440,14 @@ async def _condensed(
     return condense.truncated(body)
 
 
-async def _summarise(
-    gw: Gateway,
-    router: Router,
-    ask: dict[str, Any],
-    headers: dict[bytes, bytes],
-    principal: Principal,
-    rec: CallRecord,
-) -> str | None:
+async def _summarise(call: Call, ask: dict[str, Any]) -> str | None:
+    """Ask the summariser (a plain call, routed like any other); its text, if any."""
+    rec = call.rec
     inner = CallRecord(request_id=rec.request_id, started=time.monotonic(), settings=rec.settings)
-    route = router.route(ask["model"])
-    ready = await call_with_failover(gw, router, route, ask, headers, principal, inner)
+    # The client's X-LLM-Proxy-Tags pick deployments of its own model, not the summariser's.
+    headers = {k: v for k, v in call.headers.items() if k != b"x-llm-proxy-tags"}
+    sub = Call(call.gw, call.router, headers, call.principal, inner)
+    ready = await call_with_failover(sub, call.router.route(ask["model"]), ask)
     rec.attempts += inner.attempts
     doc = orjson.loads(ready.out)
     try:
@@ -480,4 +457,4 @@ async def _summarise(
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
-__all__ = ["CallRecord", "call_with_failover", "chat_completions", "pick_route", "recover"]
+__all__ = ["Call", "CallRecord", "call_with_failover", "chat_completions", "pick_route", "recover"]
