@@ -183,7 +183,7 @@ def _hedge_ms(route: Any) -> float | None:
     hedge = route.policy.hedge
     if hedge is None or not route.candidates:
         return None
-    delay = hedge_delay(hedge, route.candidates[0].stats)
+    delay = hedge_delay(hedge, route.candidates[0].stats, stream=True)
     return round(delay * 1000, 2) if delay is not None else None
 
 

@@ -131,7 +131,8 @@ def pick_route(router: Router, body: dict[str, Any], headers: dict[bytes, bytes]
 async def recover(call: Call, route: Route, body: dict[str, Any], first: E.GatewayError) -> Ready:
     """After the call stage failed: on a context-length error, the bigger-context fallbacks,
     then (non-streamed) condensation and one more try. Any other error is raised as it is."""
-    cfg = call.rec.settings.condensation
+    rec = call.rec
+    cfg = rec.settings.condensation
     if not condense.is_context_error(first, cfg):
         raise first
     for name in route.policy.context_window_fallbacks:
@@ -139,12 +140,14 @@ async def recover(call: Call, route: Route, body: dict[str, Any], first: E.Gatew
             bigger = call.router.route(name)
         except E.ModelNotFoundError:
             continue
+        if rec.attempts >= rec.settings.max_attempts:
+            raise first  # max_attempts bounds the whole request
         try:
             return await call_with_failover(call, bigger, body)
         except E.GatewayError as err:
             if not condense.is_context_error(err, cfg):
                 raise
-    if call.rec.stream or not cfg.enabled:
+    if rec.stream or not cfg.enabled or rec.attempts >= rec.settings.max_attempts:
         raise first
     smaller = await _condensed(call, route, body)
     if smaller is None:
@@ -163,10 +166,14 @@ async def call_with_failover(call: Call, route: Route, body: dict[str, Any]) -> 
     tags = _tags(call.headers) if b"x-llm-proxy-tags" in call.headers else None
     routes: list[Route] = [route]
     i = 0
-    while i < len(routes) and len(tries.failures) < settings.max_attempts:
+    while i < len(routes) and rec.attempts < settings.max_attempts:
         r = routes[i]
         i += 1
-        cands = r.candidates if tags is None else tuple(_tagged(r.candidates, tags, r.model))
+        cands = r.candidates
+        if tags is not None:
+            cands = _tagged(cands, tags)
+            if not cands and r is route:
+                raise _no_tagged(r.model, tags)
         now = time.monotonic()
         plan, passed = order(r.policy.strategy, cands, now, rec.stream, call.gw.rng)
         if passed:
@@ -190,28 +197,35 @@ async def call_with_failover(call: Call, route: Route, body: dict[str, Any]) -> 
     raise _exhausted(tries)
 
 
+def _remaining(tries: Tries) -> float | None:
+    return None if tries.deadline is None else tries.deadline - time.monotonic()
+
+
+def _out_of_time(cand: Candidate) -> tuple[Candidate, E.GatewayError]:
+    err = E.UpstreamTimeoutError(
+        "The request ran out of its max_request_time.", code="request_deadline"
+    )
+    return cand, err
+
+
 async def _try_plan(
     call: Call, r: Route, plan: list[Candidate], body: dict[str, Any], tries: Tries
 ) -> Ready | None:
+    """The plan's deployments in order, each retried as configured; None when all failed."""
     rec = call.rec
     settings = rec.settings
-    failures, deadline = tries.failures, tries.deadline
     start = 0
-    hedge = r.policy.hedge
-    if hedge is not None and len(plan) >= 2 and len(failures) + 2 <= settings.max_attempts:
-        delay = hedge_delay(hedge, plan[0].stats)
-        if delay is not None:
-            ready = await _hedged(call, plan, body, failures, delay)
-            if ready is not None:
-                return ready
-            start = 1 if not rec.hedged else 2
+    if r.policy.hedge is not None and len(plan) >= 2:
+        ready, start = await _maybe_hedged(call, r, plan, body, tries)
+        if ready is not None or start < 0:
+            return ready
     for cand in plan[start:]:
         retries = 0
         n_retries = cand.deployment.num_retries
         if n_retries is None:
             n_retries = settings.num_retries
-        while len(failures) < settings.max_attempts:
-            remaining = None if deadline is None else deadline - time.monotonic()
+        while rec.attempts < settings.max_attempts:
+            remaining = _remaining(tries)
             if remaining is not None and remaining <= 0:
                 return None
             try:
@@ -227,20 +241,16 @@ async def _try_plan(
                 tries.skipped.append((cand, "circuit half-open, probing"))
                 break
             except TimeoutError:
-                err: E.GatewayError = E.UpstreamTimeoutError(
-                    "The request ran out of its max_request_time.", code="request_deadline"
-                )
-                failures.append((cand, err))
+                tries.failures.append(_out_of_time(cand))
                 return None
-            except E.GatewayError as e:
-                err = e
-                failures.append((cand, err))
+            except E.GatewayError as err:
+                tries.failures.append((cand, err))
                 if not retryable(err):
                     raise
                 if retries < n_retries and same_deployment_again(err):
                     wait = backoff(retries, settings.retry_backoff, err)
-                    fits = remaining is None or wait < remaining
-                    if wait <= settings.max_retry_wait and fits:
+                    left = _remaining(tries)  # after the failure, not before the attempt
+                    if wait <= settings.max_retry_wait and (left is None or wait < left):
                         retries += 1
                         await asyncio.sleep(wait)
                         continue
@@ -248,12 +258,27 @@ async def _try_plan(
     return None
 
 
+async def _maybe_hedged(
+    call: Call, r: Route, plan: list[Candidate], body: dict[str, Any], tries: Tries
+) -> tuple[Ready | None, int]:
+    """(the answer, or None and where the plain loop should go on: -1 for nowhere)."""
+    rec = call.rec
+    assert r.policy.hedge is not None
+    delay = hedge_delay(r.policy.hedge, plan[0].stats, rec.stream)
+    if delay is None or rec.attempts + 2 > rec.settings.max_attempts:
+        return None, 0
+    try:
+        async with asyncio.timeout(_remaining(tries)):  # None: no deadline
+            ready = await _hedged(call, plan, body, tries, delay)
+    except TimeoutError:
+        tries.failures.append(_out_of_time(plan[0]))
+        return None, -1
+    # Only the primary ran and failed (before the delay): the next one is plan[1].
+    return ready, 2 if rec.hedged else 1
+
+
 async def _hedged(
-    call: Call,
-    plan: list[Candidate],
-    body: dict[str, Any],
-    failures: list[tuple[Candidate, E.GatewayError]],
-    delay: float,
+    call: Call, plan: list[Candidate], body: dict[str, Any], tries: Tries, delay: float
 ) -> Ready | None:
     """Race plan[0] against plan[1] started after `delay` (routing/hedge.py)."""
     rec = call.rec
@@ -269,6 +294,7 @@ async def _hedged(
             raise
         except Refused:
             rec.attempts -= 1
+            tries.skipped.append((cand, "circuit half-open, probing"))
             raise
 
     def fatal(exc: BaseException) -> bool:
@@ -279,11 +305,15 @@ async def _hedged(
     )
     for exc in errors:
         if isinstance(exc, E.GatewayError):
-            failures.append((by_error.get(id(exc), first), exc))
-            if not retryable(exc):
+            tries.failures.append((by_error.get(id(exc), first), exc))
+            if winner is None and not retryable(exc):
                 raise exc
-        elif not isinstance(exc, Refused):
+        elif isinstance(exc, Refused):
+            continue
+        elif winner is None:
             raise exc
+        else:  # one side hit a bug, the other answered: serve the answer, keep the trace
+            log.error("hedged attempt failed", exc_info=exc, extra={"request_id": rec.request_id})
     return winner
 
 
@@ -300,15 +330,16 @@ def _tags(headers: dict[bytes, bytes]) -> frozenset[str] | None:
     return tags or None
 
 
-def _tagged(cands: tuple[Candidate, ...], tags: frozenset[str], model: str) -> list[Candidate]:
-    out = [c for c in cands if tags <= c.deployment.tags]
-    if not out:
-        raise E.InvalidRequestError(
-            f"No deployment of '{model}' has the tags {', '.join(sorted(tags))}.",
-            param="X-LLM-Proxy-Tags",
-            code="no_matching_deployment",
-        )
-    return out
+def _tagged(cands: tuple[Candidate, ...], tags: frozenset[str]) -> tuple[Candidate, ...]:
+    return tuple(c for c in cands if tags <= c.deployment.tags)
+
+
+def _no_tagged(model: str, tags: frozenset[str]) -> E.InvalidRequestError:
+    return E.InvalidRequestError(
+        f"No deployment of '{model}' has the tags {', '.join(sorted(tags))}.",
+        param="X-LLM-Proxy-Tags",
+        code="no_matching_deployment",
+    )
 
 
 def _exhausted(tries: Tries) -> E.GatewayError:

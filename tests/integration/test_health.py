@@ -149,7 +149,8 @@ def test_admin_routes_explains_each_deployment(make: Any, fake: FakeOpenAI) -> N
     assert limited["cooldown_until"] is not None and limited["last_error"].startswith("429")
     assert limited["window"]["requests"] == 1 and limited["window"]["errors"] == 1
     assert ok["in_flight"] == 0 and ok["latency_ewma_ms"]["total"] > 0
-    assert ok["ttft_p95_ms"] > 0 and ok["circuit"]["state"] == "closed"
+    assert ok["answer_p95_ms"] > 0 and ok["ttft_p95_ms"] is None  # plain calls only
+    assert ok["circuit"]["state"] == "closed"
     last = doc["last_decision"]
     assert last["skipped"] == [
         {"deployment": "a/fake-ratelimit-30", "why": "cooling down after 429"}
@@ -160,3 +161,17 @@ def test_admin_routes_explains_each_deployment(make: Any, fake: FakeOpenAI) -> N
     status, err = gw.get_json("/admin/routes/nope")
     assert status == 404 and err["error"]["code"] == "model_not_found"
     assert gw.get_json("/admin/routes/m", key=None)[0] == 401
+
+
+def test_providers_that_only_forward_client_keys_are_not_probed(
+    gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI
+) -> None:
+    text = config(fake_upstream[1], two("fake-plain"), "health: {probe_interval: 0.1}\n")
+    text = text.replace("    api_key: k\n", "    forward_client_key: true\n", 1)  # a: no key
+    gw = gateway_factory(text)
+    wait_for(lambda: gw.get_json("/providers")[1]["data"][1]["probe"] is not None)
+    time.sleep(0.3)
+    a = gw.get_json("/providers")[1]["data"][0]
+    assert a["name"] == "a" and a["probe"] is None and a["status"] == "healthy"
+    auth = [r.headers.get("authorization") for r in fake.requests if r.method == "GET"]
+    assert auth and all(h == "Bearer k" for h in auth)  # only b (keyed) was probed

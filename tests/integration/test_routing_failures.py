@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import RunningGateway
+from tests.conftest import MASTER_KEY, RunningGateway
 from tests.fakes.openai import FakeOpenAI
 from tests.integration.routing import REPLY, USER, ask, seen, two
 
@@ -291,3 +291,54 @@ def test_proxy_info_in_the_body_when_asked(make: Any, fake: FakeOpenAI) -> None:
     assert info["attempt_number"] == 2 and info["response_time"] > 0
     assert info["request_id"] == raw.headers["x-request-id"]
     assert "_proxy_info" not in ask(gw).http_response.json()
+
+
+def test_a_request_the_format_refuses_does_not_judge_the_deployment(
+    gateway_factory: Any, fake_anthropic_upstream: tuple[Any, str]
+) -> None:
+    # Anthropic cannot do n > 1: the translator refuses before anything is sent, so neither
+    # the window nor the breaker (here half-open, waiting for a real probe) hears of it.
+    fake_a, url = fake_anthropic_upstream
+    fake_a.reset()
+    gw = gateway_factory(
+        f"master_key: {MASTER_KEY}\ncircuit_breaker_threshold: 1\ncircuit_breaker_timeout: 0.2\n"
+        f"providers:\n  - name: claude\n    type: anthropic\n    base_url: {url}/v1\n"
+        "    api_key: k\nmodels:\n  - name: m\n    provider: claude\n    model: claude-error-500\n"
+    )
+    with pytest.raises(openai.InternalServerError):
+        ask(gw)  # opens the circuit
+    time.sleep(0.3)
+    with pytest.raises(openai.BadRequestError):
+        ask(gw, n=2)
+    _, doc = gw.get_json("/admin/routes/m")
+    dep = doc["deployments"][0]
+    assert dep["total_requests"] == 1 and dep["in_flight"] == 0
+    assert dep["circuit"]["state"] == "half_open"  # still waiting for a real probe
+    assert len(fake_a.requests) == 1  # the n=2 request never left the gateway
+
+
+def test_fallback_models_without_tagged_deployments_are_skipped(
+    make: Any, fake: FakeOpenAI
+) -> None:
+    gw = make(
+        "  - name: m\n    fallbacks: [other]\n    deployments:\n"
+        "      - {provider: a, model: fake-error-500, tags: [eu]}\n"
+        "  - name: other\n    provider: b\n    model: fake-plain\n"
+    )
+    with pytest.raises(openai.InternalServerError) as e:
+        ask(gw, extra_headers={"X-LLM-Proxy-Tags": "eu"})
+    assert e.value.status_code == 502  # a's own error, not a 400 about the fallback's tags
+    assert seen(fake) == ["fake-error-500"]
+
+
+def test_max_attempts_bounds_context_fallbacks_too(make: Any, fake: FakeOpenAI) -> None:
+    gw = make(
+        "  - name: m\n    provider: a\n    model: fake-context-10\n"
+        "    context_window_fallbacks: [big]\n"
+        "  - name: big\n    provider: b\n    model: fake-plain\n",
+        "max_attempts: 1\n",
+    )
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(gw)
+    assert e.value.code == "context_length_exceeded"
+    assert seen(fake) == ["fake-context-10"]

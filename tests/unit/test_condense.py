@@ -80,3 +80,8 @@ def test_summary_cache_ttl_and_bound() -> None:
     for i in range(1100):
         c.put(str(i), "x", now=0.0, ttl=100)
     assert c.get("0", 1.0) is None and c.get("1099", 1.0) == "x"
+
+
+def test_transcript_tolerates_odd_tool_calls() -> None:
+    odd = {"role": "assistant", "content": None, "tool_calls": [{"function": None}, "x", {}]}
+    assert condense.transcript([odd]) == "assistant:"

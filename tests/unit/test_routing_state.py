@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -207,13 +208,47 @@ def test_order_skips_open_and_cooling_and_demotes_unhealthy_and_full() -> None:
 def test_hedge_delay_is_p95_capped_at_three_medians() -> None:
     s = StatsBook().get("k")
     cfg = HedgeConfig(min_samples=10)
-    assert hedge_delay(cfg, s) is None
+    assert hedge_delay(cfg, s, True) is None
     for i in range(100):
         s.first_token(0.010 + (i % 10) * 0.001)  # 10-19 ms, unimodal
-    assert hedge_delay(cfg, s) == pytest.approx(0.019)  # p95 below 3x median: p95
+    assert hedge_delay(cfg, s, True) == pytest.approx(0.019)  # p95 below 3x median: p95
     for _ in range(15):
         s.first_token(1.0)  # a 13% slow mode would put p95 at 1 s
-    d = hedge_delay(cfg, s)
+    d = hedge_delay(cfg, s, True)
     assert d is not None and d < 0.05  # capped at 3x the median, inside the fast mode
-    assert hedge_delay(HedgeConfig(delay=0.25), s) == 0.25
-    assert hedge_delay(HedgeConfig(max_delay=0.02), s) == 0.02
+    assert hedge_delay(HedgeConfig(delay=0.25), s, True) == 0.25
+    assert hedge_delay(HedgeConfig(max_delay=0.02), s, True) == 0.02
+    assert hedge_delay(cfg, s, False) is None  # plain calls keep their own samples
+    for _ in range(10):
+        s.begin(0.0)
+        s.answered(0.0, 0.3, 0)
+    assert hedge_delay(cfg, s, False) == pytest.approx(0.3)
+
+
+def test_only_the_probe_holder_releases_the_probe() -> None:
+    from llm_proxy.routing.state import ADMITTED, PROBE, REFUSED
+
+    s = _stats(breaker_threshold=1, breaker_timeout=1).get("k")
+    assert s.begin(0.0) == ADMITTED  # an attempt started while closed
+    s2 = s.begin(0.0)
+    s.failed(0.1, E.UpstreamError("x"))  # opens the circuit
+    assert s.begin(1.5) == PROBE
+    s.cancelled(probe=False)  # the old attempt (s2) ends: it must not free the probe
+    assert s2 == ADMITTED and s.begin(1.6) == REFUSED
+    s.failed(1.7, E.RateLimitError("x"), probe=True)  # the probe got a 429: probe passes on
+    assert s.begin(1.8) == PROBE
+    s.cancelled(probe=True)
+    assert s.in_flight == 0
+
+
+def test_dynamic_stats_are_evicted_never_the_configured_ones(monkeypatch: Any) -> None:
+    import llm_proxy.routing.state as state
+
+    monkeypatch.setattr(state, "_MAX_ENTRIES", 3)
+    book = StatsBook()
+    real = book.get("p|real", "p", pinned=True)
+    for i in range(10):
+        book.get(f"p|dyn{i}", "p")
+    assert book.get("p|real", "p", pinned=True) is real
+    assert set(book.stats) == {"p|real", "p|dyn7", "p|dyn8", "p|dyn9"}
+    assert [len(v) for v in book.by_pool().values()] == [4]

@@ -40,9 +40,10 @@ def _least_busy(cands: Sequence[Candidate]) -> list[Candidate]:
 
 
 def _lowest_latency(cands: Sequence[Candidate], stream: bool) -> list[Candidate]:
-    # Unmeasured deployments count as fastest, so each gets tried and measured.
+    # Unmeasured deployments count as fastest, so each gets tried and measured. Streams go by
+    # time to first token, falling back on total latency where no stream was measured yet.
     if stream:
-        return sorted(cands, key=lambda c: c.stats.ttft_ewma or 0.0)
+        return sorted(cands, key=lambda c: c.stats.ttft_ewma or c.stats.latency_ewma or 0.0)
     return sorted(cands, key=lambda c: c.stats.latency_ewma or 0.0)
 
 

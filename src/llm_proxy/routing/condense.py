@@ -62,13 +62,11 @@ def transcript(messages: list[dict[str, Any]]) -> str:
         text = _text(m.get("content"))
         calls = m.get("tool_calls")
         if isinstance(calls, list):
+            fns = [c.get("function") for c in calls if isinstance(c, dict)]
             text += " " + " ".join(
-                f"[calls {c.get('function', {}).get('name')}"
-                f"({c.get('function', {}).get('arguments')})]"
-                for c in calls
-                if isinstance(c, dict)
+                f"[calls {f.get('name')}({f.get('arguments')})]" for f in fns if isinstance(f, dict)
             )
-        lines.append(f"{m.get('role', 'user')}: {text.strip()}")
+        lines.append(f"{m.get('role', 'user')}: {text.strip()}".rstrip())
     return "\n".join(lines)
 
 

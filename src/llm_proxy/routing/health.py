@@ -96,7 +96,8 @@ def deployment_view(c: Candidate, now: float) -> dict[str, Any]:
             "mean_latency_ms": _ms(mean),
         },
         "latency_ewma_ms": {"ttft": _ms(s.ttft_ewma), "total": _ms(s.latency_ewma)},
-        "ttft_p95_ms": _ms(s.ttft_percentile(95)),
+        "ttft_p95_ms": _ms(s.percentile(95, stream=True)),
+        "answer_p95_ms": _ms(s.percentile(95, stream=False)),
         "requests_this_minute": s.minute_requests if s.minute == int(now // 60) else 0,
         "tokens_this_minute": s.minute_tokens if s.minute == int(now // 60) else 0,
         "total_requests": s.total_requests,
@@ -256,7 +257,7 @@ class Prober:
         self.results[p.pool] = result
         book = self.gw.book
         for d in (d for ds in runtime.models.values() for d in ds if d.provider is p):
-            book.get(d.key, p.pool)  # configured deployments get the verdict before any traffic
+            book.get(d.key, p.pool, pinned=True)  # configured ones get the verdict before traffic
         for s in book.stats.values():
             # A deployment's own completion probe says more than its provider's models list.
             if s.pool == p.pool and (s.probe is None or s.probe.kind == "models"):
@@ -285,8 +286,10 @@ class Prober:
                     continue
                 self._paid[c.deployment.key] = (day, used + 1)
                 t0 = time.monotonic()
+                d = c.deployment
                 try:
-                    resp = await call(self.gw, c.deployment, body, {}, ANONYMOUS, False)
+                    payload = d.provider.wire.to_upstream(body, d.model, d.params, False)
+                    resp = await call(self.gw, d, payload, {}, ANONYMOUS, False)
                     await resp.read()
                     verdict, detail = HEALTHY, "HTTP 200: answered"
                 except E.GatewayError as err:
@@ -303,7 +306,10 @@ class Prober:
 
 
 def _probeable(p: Provider) -> bool:
-    return bool(p.models_url) and p.type != "mock" and p.signer is None and p.token_source is None
+    if not p.models_url or p.type == "mock" or p.signer is not None or p.token_source is not None:
+        return False
+    # A provider that only forwards its clients' keys has none of its own to probe with.
+    return not (p.forward_client_key and p.auth_header not in p.headers)
 
 
 __all__ = [

@@ -28,10 +28,11 @@ class Router:
 
     Deployment stats live in the StatsBook, which outlives routers: a reload keeps them."""
 
-    __slots__ = ("_cache", "book", "runtime")
+    __slots__ = ("_cache", "_configured", "book", "runtime")
 
     def __init__(self, runtime: Runtime, book: StatsBook | None = None) -> None:
         self.runtime = runtime
+        self._configured = {id(d) for ds in runtime.models.values() for d in ds}
         self.book = book if book is not None else StatsBook()
         self.book.policy.update(runtime.settings)
         self._cache: dict[tuple[str, str | None], Route] = {}
@@ -47,7 +48,10 @@ class Router:
         ordered = sorted(found, key=lambda d: d.priority)  # stable: ties keep config order
         route = Route(
             model=model,
-            candidates=tuple(Candidate(d, book.get(d.key, d.provider.pool)) for d in ordered),
+            candidates=tuple(
+                Candidate(d, book.get(d.key, d.provider.pool, id(d) in self._configured))
+                for d in ordered
+            ),
             policy=self.runtime.policies.get(model, DEFAULT_POLICY),
             decision=book.decision(model),
         )

@@ -23,6 +23,8 @@ BUCKETS = 6  # the rolling window is kept as this many time buckets
 _ALPHA = 0.3  # EWMA weight of the newest sample
 _TTFT_SAMPLES = 200
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+# What begin() answers: refused (half-open, the probe is taken), admitted, or admitted as the probe.
+REFUSED, ADMITTED, PROBE = 0, 1, 2
 _MAX_ENTRIES = 10_000  # dynamic deployments (provider/<any model>) must not grow without bound
 
 
@@ -61,6 +63,7 @@ class DeploymentStats:
         "_err",
         "_lat",
         "_req",
+        "answer_samples",
         "breaker",
         "cooldown_until",
         "in_flight",
@@ -90,9 +93,10 @@ class DeploymentStats:
         self.breaker = Breaker()
         self.in_flight = 0
         self.cooldown_until = 0.0
-        self.ttft_ewma: float | None = None  # seconds to the first content (plain: the answer)
+        self.ttft_ewma: float | None = None  # seconds to a stream's first content
         self.latency_ewma: float | None = None  # seconds to the end of the answer
         self.ttft_samples: deque[float] = deque(maxlen=_TTFT_SAMPLES)
+        self.answer_samples: deque[float] = deque(maxlen=_TTFT_SAMPLES)
         self.minute = 0
         self.minute_requests = 0
         self.minute_tokens = 0
@@ -209,30 +213,33 @@ class DeploymentStats:
 
     # --- outcomes -------------------------------------------------------------------------
 
-    def begin(self, now: float) -> bool:
-        """An attempt starts; False when the breaker refuses (another request has the probe)."""
+    def begin(self, now: float) -> int:
+        """An attempt starts: REFUSED (another request holds the half-open probe), ADMITTED, or
+        PROBE (this attempt is the half-open probe; pass probe=True when it ends)."""
         b = self.breaker
-        if b.state is not CLOSED and not b.acquire(now, self.policy.breaker_timeout):
-            return False
+        admitted = ADMITTED
+        if b.state is not CLOSED:
+            if not b.acquire(now, self.policy.breaker_timeout):
+                return REFUSED
+            admitted = PROBE
         self.in_flight += 1
         self.total_requests += 1
         minute = int(now // 60)
         if minute != self.minute:
             self.minute, self.minute_requests, self.minute_tokens = minute, 0, 0
         self.minute_requests += 1
-        return True
+        return admitted
 
     def first_token(self, ttft: float) -> None:
-        """The first content arrived (plain calls: the whole answer) after `ttft` seconds."""
+        """A stream's first content arrived after `ttft` seconds."""
         self.ttft_samples.append(ttft)
         e = self.ttft_ewma
         self.ttft_ewma = ttft if e is None else e + _ALPHA * (ttft - e)
 
     def answered(self, now: float, latency: float, tokens: int) -> None:
-        """A plain call answered: its first token and its end are the same moment."""
-        self.ttft_samples.append(latency)
-        e = self.ttft_ewma
-        self.ttft_ewma = latency if e is None else e + _ALPHA * (latency - e)
+        """A plain call answered after `latency` seconds (its own samples: the hedge delay of
+        plain calls is not the first-token time of streams)."""
+        self.answer_samples.append(latency)
         self.ok(now, latency, tokens)
 
     def ok(self, now: float, latency: float, tokens: int = 0) -> None:
@@ -253,7 +260,9 @@ class DeploymentStats:
         if tokens and int(now // 60) == self.minute:
             self.minute_tokens += tokens
 
-    def failed(self, now: float, err: GatewayError, latency: float = 0.0) -> None:
+    def failed(
+        self, now: float, err: GatewayError, latency: float = 0.0, probe: bool = False
+    ) -> None:
         """A failed attempt: 429 cools the deployment down; server-side failures feed the breaker;
         a refusal of the request itself (400, 404, context length) shows the deployment is up."""
         self.in_flight -= 1
@@ -273,19 +282,26 @@ class DeploymentStats:
             self.cooldown_until = max(
                 self.cooldown_until, now + min(wait, self.policy.max_cooldown)
             )
-            self.breaker.release()
+            if probe:
+                self.breaker.release()
         else:
             self.breaker.failure(now, self.policy.breaker_threshold)
 
-    def cancelled(self) -> None:
+    def cancelled(self, probe: bool = False) -> None:
         """The attempt was abandoned (client gone, hedge lost): no verdict on the deployment."""
         self.in_flight -= 1
-        self.breaker.release()
+        if probe:
+            self.breaker.release()  # the next request probes instead
 
-    def ttft_percentile(self, pct: float) -> float | None:
-        if not self.ttft_samples:
+    def samples(self, stream: bool) -> deque[float]:
+        """Observed times to first content (streams) or to the answer (plain calls)."""
+        return self.ttft_samples if stream else self.answer_samples
+
+    def percentile(self, pct: float, stream: bool = True) -> float | None:
+        got = self.samples(stream)
+        if not got:
             return None
-        ordered = sorted(self.ttft_samples)
+        ordered = sorted(got)
         return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
@@ -330,13 +346,21 @@ class StatsBook:
     policy: Policy = field(default_factory=Policy)
     stats: dict[str, DeploymentStats] = field(default_factory=dict)
     decisions: dict[str, Decision] = field(default_factory=dict)
+    _dynamic: dict[str, str] = field(default_factory=dict)  # insertion order: oldest first
 
-    def get(self, key: str, pool: str = "") -> DeploymentStats:
+    def get(self, key: str, pool: str = "", pinned: bool = False) -> DeploymentStats:
+        """The stats for `key`, created on first use. Configured deployments are `pinned`: only
+        dynamic ones (provider/<any model>) are evicted when the book is full, so a client
+        inventing model names cannot reset the breakers of the real deployments."""
         s = self.stats.get(key)
         if s is None:
-            if len(self.stats) >= _MAX_ENTRIES:
-                self.stats.pop(next(iter(self.stats)))
+            if len(self._dynamic) >= _MAX_ENTRIES:
+                self.stats.pop(self._dynamic.pop(next(iter(self._dynamic))), None)
             s = self.stats[key] = DeploymentStats(key, self.policy, pool)
+            if not pinned:
+                self._dynamic[key] = key
+        elif pinned:
+            self._dynamic.pop(key, None)
         return s
 
     def by_pool(self) -> dict[str, list[DeploymentStats]]:
@@ -355,8 +379,11 @@ class StatsBook:
 
 
 __all__ = [
+    "ADMITTED",
     "DEGRADED",
     "HEALTHY",
+    "PROBE",
+    "REFUSED",
     "UNHEALTHY",
     "Decision",
     "DeploymentStats",
