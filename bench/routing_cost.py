@@ -8,7 +8,7 @@ and what three deployments add over one (fastest round against fastest round, an
 of same-round differences) for plain and streamed calls.
 
     .venv/bin/python bench/routing_cost.py [--requests 3000] [--rounds 7]
-    .venv/bin/python bench/routing_cost.py --instructions   # exact, with valgrind: ~6 minutes
+    .venv/bin/python bench/routing_cost.py --instructions   # exact, with valgrind: ~3 minutes
 
 On a shared VM the CPU-time figures move by 10-30% from round to round, which can hide a
 difference of a few microseconds; --instructions counts the instructions per request instead
@@ -155,10 +155,13 @@ def count_instructions(model: str, n: int) -> int:
 
 
 def instructions() -> dict[str, Any]:
-    per = {}
-    for model in MODELS:
-        low, high = count_instructions(model, 100), count_instructions(model, 600)
-        per[model] = round((high - low) / 500)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Counts do not depend on what else runs, so two valgrinds share the two cores.
+    jobs = [(m, n) for m in MODELS for n in (100, 600)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = dict(zip(jobs, pool.map(lambda j: count_instructions(*j), jobs), strict=True))
+    per = {m: round((counts[(m, 600)] - counts[(m, 100)]) / 500) for m in MODELS}
     return {
         "instructions_per_request": per,
         "added_plain": per["three"] - per["one"],

@@ -647,6 +647,31 @@ def print_report(results: dict[str, Any]) -> None:
         print("\n3 deployments vs 1 (same gateway): CPU ms per request added")
         for row in results["routed_vs_gateway"]:
             print(f"  {row['kind']:<6} c={row['concurrency']:<4} {row['added_cpu_ms']!s:>10}")
+    cost = results.get("routing_cost")
+    if cost:
+        cpu = cost["cpu"]
+        print("\nin process, 3 deployments vs 1: microseconds of CPU per request added")
+        for kind in ("plain", "stream"):
+            got = cpu[f"added_us_{kind}"]
+            print(
+                f"  {kind:<6} fastest rounds {got['min_diff']:+.2f}   "
+                f"median same-round {got['median_paired_diff']:+.2f}"
+            )
+        if "instructions" in cost:
+            ins = cost["instructions"]
+            per = ins["instructions_per_request"]
+            # instructions -> microseconds at the rate this machine ran the single deployment
+            rate = per["one"] / min(cpu["us_per_request"]["one"])
+            print("  exact (callgrind): instructions per request, 1 -> 3 deployments")
+            for kind, one, three in (
+                ("plain", "one", "three"),
+                ("stream", "one-stream", "three-stream"),
+            ):
+                added = per[three] - per[one]
+                print(
+                    f"  {kind:<6} {per[one]:>9,} -> {per[three]:>9,}  "
+                    f"({added:+,}, about {added / rate:+.1f} us)"
+                )
     print("\np50 added over direct at 1 client (ms)")
     for kind, added in results["added_p50_ms_c1"].items():
         print(f"  {kind:<6} gateway {added['gateway']:+.3f}   floor {added['floor']:+.3f}")
@@ -744,6 +769,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="put floor instances in the gateway slot (harness self-test)",
     )
     parser.add_argument("--out", type=Path, help="results file (default bench/results/DATE.json)")
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the callgrind instruction count of routing (about 3 minutes)",
+    )
     args = parser.parse_args(argv)
     args.duration = args.duration or (2 if args.quick else 4)
     args.repeat = args.repeat or (1 if args.quick else 3)
@@ -752,6 +782,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         suffix = "-floor-standin" if args.gateway_as_floor else ""
         args.out = BENCH / "results" / f"{dt.date.today().isoformat()}{suffix}.json"
     return args
+
+
+def routing_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """bench/routing_cost.py: one deployment vs three, in process (CPU time; callgrind counts)."""
+    script = [python_exe(), str(BENCH / "routing_cost.py")]
+    env = child_env()
+    out: dict[str, Any] = {}
+    runs = [("cpu", ["--rounds", "3" if args.quick else "7"])]
+    if not args.no_instructions and shutil.which("valgrind"):
+        runs.append(("instructions", ["--instructions"]))
+    for name, extra in runs:
+        # CPU time is measured on the servers' core; instruction counts need no pinning.
+        cmd = (
+            [*script, *extra]
+            if name == "instructions"
+            else ["taskset", "-c", SERVER_CORE, *script, *extra]
+        )
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"routing_cost.py {' '.join(extra)} failed:\n{done.stderr[-2000:]}")
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -778,6 +830,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     results["gateway_vs_floor"] = gateway_vs_floor(results["cells"])
     results["added_p50_ms_c1"] = added_latency(results["cells"])
     results["routed_vs_gateway"] = routed_vs_gateway(results["cells"])
+    if not args.gateway_as_floor:
+        print("\nin-process routing cost (bench/routing_cost.py) ...", flush=True)
+        results["routing_cost"] = routing_cost(args)
     return results
 
 
