@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from typing import Any
@@ -175,3 +176,22 @@ def test_providers_that_only_forward_client_keys_are_not_probed(
     assert a["name"] == "a" and a["probe"] is None and a["status"] == "healthy"
     auth = [r.headers.get("authorization") for r in fake.requests if r.method == "GET"]
     assert auth and all(h == "Bearer k" for h in auth)  # only b (keyed) was probed
+
+
+def test_routing_endpoints_answer_bad_requests_in_the_openai_shape(
+    make: Any, fake: FakeOpenAI
+) -> None:
+    gw = make(two("fake-plain"))
+    status, _, body = gw.post_raw("/providers", {})
+    err = json.loads(body)["error"]
+    assert status == 405 and err["code"] == "method_not_allowed" and err["type"]
+    status, doc = gw.get_json("/admin/routes/")
+    assert status == 404 and doc["error"]["code"] in ("unknown_url", "model_not_found")
+    status, doc = gw.get_json("/admin/routes/%ff%fe")
+    assert status == 404 and set(doc["error"]) == {"message", "type", "param", "code"}
+    status, _, body = gw.post_raw(
+        "/v1/chat/completions",
+        {"model": "m", "messages": [{"role": "user", "content": "x"}]},
+        {"X-LLM-Proxy-Tags": " , ,", "X-Proxy-Info": "maybe"},
+    )
+    assert status == 200 and b"_proxy_info" not in body  # empty tags: no filter
