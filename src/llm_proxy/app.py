@@ -23,8 +23,7 @@ from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import setup_logging
 from llm_proxy.observability.middleware import GatewayMiddleware
 from llm_proxy.pipeline import chat_completions
-from llm_proxy.routing.health import deployment_view, overall, provider_views, summary
-from llm_proxy.routing.hedge import hedge_delay
+from llm_proxy.routing.health import iso, overall, provider_views, route_view, summary
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -81,7 +80,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
     async def health() -> Response:
         """Seed 001's health document, with seed 003's provider counts."""
         counts = summary(provider_views(gw, time.monotonic()))
-        last = max((r.at for r in gw.prober.results.values()), default=None)
+        last = max((r.at for r in gw.prober.results.values()), default=0.0)
         return _json(
             {
                 "status": overall(counts),
@@ -90,9 +89,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
                 "version": gw.version,
                 "environment": gw.runtime.settings.environment,
                 "providers": counts,
-                "last_check": (
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None
-                ),
+                "last_check": iso(last),
             }
         )
 
@@ -111,32 +108,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
             route = gw.router.route(model)
         except GatewayError as err:
             return _error(err)
-        now = time.monotonic()
-        p = route.policy
-        d = route.decision
-        return _json(
-            {
-                "model": model,
-                "strategy": p.strategy,
-                "fallbacks": list(p.fallbacks),
-                "context_window_fallbacks": list(p.context_window_fallbacks),
-                "hedge": p.hedge.model_dump() if p.hedge is not None else None,
-                "hedge_delay_ms": _hedge_ms(route),
-                "deployments": [deployment_view(c, now) for c in route.candidates],
-                "last_decision": {
-                    "at": (
-                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - (now - d.at)))
-                        if d.at
-                        else None
-                    ),
-                    "reason": d.reason(),
-                    "order": [c.label for c in d.order],
-                    "skipped": [{"deployment": c.label, "why": why} for c, why in d.skipped],
-                    "served_by": d.served_by,
-                    "attempts": d.attempts,
-                },
-            }
-        )
+        return _json(route_view(route, time.monotonic()))
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Response:
@@ -177,14 +149,6 @@ def build_fastapi(gw: Gateway) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-def _hedge_ms(route: Any) -> float | None:
-    hedge = route.policy.hedge
-    if hedge is None or not route.candidates:
-        return None
-    delay = hedge_delay(hedge, route.candidates[0].stats, stream=True)
-    return round(delay * 1000, 2) if delay is not None else None
 
 
 def build_app(gw: Gateway) -> Any:

@@ -204,43 +204,43 @@ async def _until_content(
         segment = dec.segment(chunk)
         if segment and (out := translate(segment, state)):
             if not has_content(out):
-                _raise_error_event(out)
+                _raise_error_event(out, cand)
                 held += out
                 continue
             cand.stats.first_token(time.monotonic() - t0)
             return Ready(cand, t0, held + out, resp, chunks, state, dec, probe=probe)
     tail = fmt.finish_stream(state, dec.flush())
     if not has_content(tail):
-        _raise_error_event(tail)
+        _raise_error_event(tail, cand)
     cand.stats.first_token(time.monotonic() - t0)
     return Ready(cand, t0, held + tail, resp, None, state, dec, finished=True, probe=probe)
 
 
-_EVENT_ERRORS: dict[str, type[E.GatewayError]] = {
-    "invalid_request_error": E.InvalidRequestError,
-    "rate_limit_error": E.RateLimitError,
-    "service_unavailable_error": E.ServiceUnavailableError,
-    "overloaded_error": E.ServiceUnavailableError,
-    "timeout_error": E.UpstreamTimeoutError,
+# An error event has no HTTP status: the one its type stands for (else 502), so that the OpenAI
+# format's own error mapping (context length, credentials, redaction) decides the rest.
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "rate_limit_error": 429,
+    "service_unavailable_error": 503,
+    "overloaded_error": 503,
+    "timeout_error": 504,
 }
 
 
-def _raise_error_event(out: bytes) -> None:
+def _raise_error_event(out: bytes, cand: Candidate) -> None:
     """An error event before any content: raise it as the failure of this attempt."""
     m = _ERROR_EVENT.search(out) if b'"error"' in out else None
     if m is None:
         return
+    payload = m.group(1)
     try:
-        doc = orjson.loads(m.group(1))
-        err = doc["error"]
-        message, etype, code = str(err.get("message") or ""), err.get("type"), err.get("code")
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        message, etype, code = "", None, None
-    message = message or "The upstream stream failed before its first content."
-    if code == "context_length_exceeded":
-        raise E.ContextLengthExceededError(message, code=code)
-    cls = _EVENT_ERRORS.get(etype or "", E.UpstreamError)
-    raise cls(message, code=code if isinstance(code, str) else None)
+        err = orjson.loads(payload)["error"]
+        etype = err.get("type") if isinstance(err, dict) else None
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        etype = None
+    status = _STATUS_OF_TYPE.get(etype if isinstance(etype, str) else "", 502)
+    secrets = cand.deployment.provider.secrets
+    raise openai_chat.from_upstream_error(status, payload, {}, False, False, secrets)
 
 
 async def relay(

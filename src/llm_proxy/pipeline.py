@@ -201,11 +201,14 @@ def _remaining(tries: Tries) -> float | None:
     return None if tries.deadline is None else tries.deadline - time.monotonic()
 
 
-def _out_of_time(cand: Candidate) -> tuple[Candidate, E.GatewayError]:
-    err = E.UpstreamTimeoutError(
+def _deadline_error() -> E.UpstreamTimeoutError:
+    return E.UpstreamTimeoutError(
         "The request ran out of its max_request_time.", code="request_deadline"
     )
-    return cand, err
+
+
+def _out_of_time(cand: Candidate) -> tuple[Candidate, E.GatewayError]:
+    return cand, _deadline_error()
 
 
 async def _try_plan(
@@ -349,36 +352,15 @@ def _exhausted(tries: Tries) -> E.GatewayError:
     if len(tried) == 1 and not skipped:
         return failures[-1][1]
     now = time.monotonic()
-    errors = [
-        {
-            "provider": c.deployment.provider.name,
-            "deployment": c.deployment.model,
-            "error_type": type(err).__name__,
-            "status": err.status,
-            "code": err.code,
-        }
-        for c, err in failures
-    ]
-    errors += [
-        {
-            "provider": c.deployment.provider.name,
-            "deployment": c.deployment.model,
-            "error_type": "Skipped",
-            "status": None,
-            "code": why,
-        }
-        for c, why in skipped
-        if id(c.stats) not in tried
-    ]
+    errors = [_row(c, type(err).__name__, err.status, err.code) for c, err in failures]
+    errors += [_row(c, "Skipped", None, why) for c, why in skipped if id(c.stats) not in tried]
     details = {
         "attempts": len(failures),
         "providers_tried": list(dict.fromkeys(c.deployment.provider.name for c, _ in failures)),
         "errors": errors,
     }
     if not failures and deadline is not None and now >= deadline:
-        return E.UpstreamTimeoutError(
-            "The request ran out of its max_request_time.", code="request_deadline"
-        )
+        return _deadline_error()
     headers = {}
     if not failures and skipped:
         waits = [w for c, _ in skipped if (w := _wait_of(c, now)) is not None]
@@ -397,6 +379,18 @@ def _exhausted(tries: Tries) -> E.GatewayError:
         headers=headers,
         details=details,
     )
+
+
+def _row(c: Candidate, error_type: str, status: int | None, code: str | None) -> dict[str, Any]:
+    """One entry of seed 003's `details.errors`."""
+    d = c.deployment
+    return {
+        "provider": d.provider.name,
+        "deployment": d.model,
+        "error_type": error_type,
+        "status": status,
+        "code": code,
+    }
 
 
 def _wait_of(c: Candidate, now: float) -> float | None:

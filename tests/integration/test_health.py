@@ -93,15 +93,20 @@ def test_probe_sees_refused_credentials(
     gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI
 ) -> None:
     text = config(fake_upstream[1], two("fake-plain"), "health: {probe_interval: 0.2}\n")
+    secret = "sk-probe-secret-0123456789"  # provider a's key, sent with its probe
     text = text.replace(
-        "    api_key: k\n", "    api_key: k\n    headers: {X-Fake-Scenario: fake-error-401}\n", 1
+        "    api_key: k\n",
+        f"    api_key: {secret}\n    headers: {{X-Fake-Scenario: fake-error-401}}\n",
+        1,
     )
     gw = gateway_factory(text)
     wait_for(lambda: gw.get_json("/providers")[1]["data"][0]["probe"] is not None)
-    a = gw.get_json("/providers")[1]["data"][0]
+    doc = gw.get_json("/providers")[1]
+    a = doc["data"][0]
     assert a["status"] == "unhealthy"
     assert a["probe"]["detail"] == "HTTP 401: the provider refused the gateway's credentials"
-    assert "sk-" not in str(a)
+    assert any(r.headers.get("authorization") == f"Bearer {secret}" for r in fake.requests)
+    assert secret not in json.dumps(doc)  # the key went upstream, never into the answer
 
 
 def test_completion_probes_only_when_configured_and_capped(make: Any, fake: FakeOpenAI) -> None:

@@ -67,15 +67,14 @@ def order(
     if len(cands) == 1:  # the common case: nothing to order, demoting changes nothing
         why = cands[0].stats.unavailable(now)
         return ([cands[0]], []) if why is None else ([], [(cands[0], why)])
-    if len(cands) > 1:
-        if strategy == "weighted":
-            cands = _weighted(cands, rng)
-        elif strategy == "least-busy":
-            cands = _least_busy(cands)
-        elif strategy == "lowest-latency":
-            cands = _lowest_latency(cands, stream)
-        elif strategy == "lowest-cost":
-            cands = _lowest_cost(cands)
+    if strategy == "weighted":
+        cands = _weighted(cands, rng)
+    elif strategy == "least-busy":
+        cands = _least_busy(cands)
+    elif strategy == "lowest-latency":
+        cands = _lowest_latency(cands, stream)
+    elif strategy == "lowest-cost":
+        cands = _lowest_cost(cands)
     first: list[Candidate] = []
     last: list[Candidate] | None = None
     skipped: Skipped = []

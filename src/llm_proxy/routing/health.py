@@ -20,6 +20,7 @@ from llm_proxy import errors as E
 from llm_proxy.config.schema import Timeouts
 from llm_proxy.routing.balance import Candidate
 from llm_proxy.routing.breaker import OPEN
+from llm_proxy.routing.hedge import hedge_delay
 from llm_proxy.routing.state import (
     DEGRADED,
     HEALTHY,
@@ -30,6 +31,7 @@ from llm_proxy.runtime import Provider, Runtime
 
 if TYPE_CHECKING:
     from llm_proxy.gateway import Gateway
+    from llm_proxy.routing.router import Route
 
 log = logging.getLogger("llm_proxy")
 
@@ -55,10 +57,39 @@ def _ms(seconds: float | None) -> float | None:
     return round(seconds * 1000, 2) if seconds is not None else None
 
 
-def _iso(wall: float | None) -> str | None:
+def iso(wall: float | None) -> str | None:
+    """A wall-clock time as ISO 8601 UTC; None for none (0 included)."""
     if not wall:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def _mono_iso(at: float, now: float) -> str | None:
+    """A time.monotonic() instant (0: never) as ISO 8601 UTC."""
+    return iso(time.time() + (at - now)) if at else None
+
+
+def route_view(route: Route, now: float) -> dict[str, Any]:
+    """GET /admin/routes/{model}: the policy, each deployment, and the last decision's reason."""
+    p, d = route.policy, route.decision
+    delay = hedge_delay(p.hedge, route.candidates[0].stats, True) if p.hedge else None
+    return {
+        "model": route.model,
+        "strategy": p.strategy,
+        "fallbacks": list(p.fallbacks),
+        "context_window_fallbacks": list(p.context_window_fallbacks),
+        "hedge": p.hedge.model_dump() if p.hedge is not None else None,
+        "hedge_delay_ms": _ms(delay),
+        "deployments": [deployment_view(c, now) for c in route.candidates],
+        "last_decision": {
+            "at": _mono_iso(d.at, now),
+            "reason": d.reason(),
+            "order": [c.label for c in d.order],
+            "skipped": [{"deployment": c.label, "why": why} for c, why in d.skipped],
+            "served_by": d.served_by,
+            "attempts": d.attempts,
+        },
+    }
 
 
 def deployment_view(c: Candidate, now: float) -> dict[str, Any]:
@@ -66,8 +97,7 @@ def deployment_view(c: Candidate, now: float) -> dict[str, Any]:
     d, s = c.deployment, c.stats
     b, p = s.breaker, s.policy
     requests, errors, mean = s.window_counts(now)
-    wall = time.time()
-    retry_at = b.retry_at(p.breaker_timeout)
+    retry_at = b.retry_at(p.breaker_timeout) or 0.0
     return {
         "id": d.label,
         "provider": d.provider.name,
@@ -83,10 +113,10 @@ def deployment_view(c: Candidate, now: float) -> dict[str, Any]:
             if not (b.state == OPEN and retry_at and now >= retry_at)
             else "half_open",
             "consecutive_failures": b.failures,
-            "opened_at": _iso(wall - (now - b.opened_at)) if b.state == OPEN else None,
-            "half_open_at": _iso(wall + (retry_at - now)) if retry_at and retry_at > now else None,
+            "opened_at": _mono_iso(b.opened_at, now) if b.state == OPEN else None,
+            "half_open_at": _mono_iso(retry_at, now) if retry_at > now else None,
         },
-        "cooldown_until": _iso(wall + (s.cooldown_until - now)) if s.cooldown_until > now else None,
+        "cooldown_until": _mono_iso(s.cooldown_until, now) if s.cooldown_until > now else None,
         "in_flight": s.in_flight,
         "window": {
             "seconds": p.window,
@@ -103,7 +133,7 @@ def deployment_view(c: Candidate, now: float) -> dict[str, Any]:
         "total_requests": s.total_requests,
         "total_failures": s.total_failures,
         "last_error": s.last_error,
-        "last_error_at": _iso(s.last_error_at),
+        "last_error_at": iso(s.last_error_at),
         "probe": _probe_view(s.probe),
         "price_per_million": (
             {"input": d.price[0], "output": d.price[1]} if d.price is not None else None
@@ -117,7 +147,7 @@ def _probe_view(probe: ProbeResult | None) -> dict[str, Any] | None:
     return {
         "kind": probe.kind,
         "status": probe.status,
-        "at": _iso(probe.at),
+        "at": iso(probe.at),
         "detail": probe.detail,
         "latency_ms": probe.latency_ms,
     }
@@ -316,7 +346,9 @@ __all__ = [
     "CAPABILITIES",
     "Prober",
     "deployment_view",
+    "iso",
     "overall",
     "provider_views",
+    "route_view",
     "summary",
 ]

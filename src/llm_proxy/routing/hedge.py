@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from llm_proxy.config.schema import HedgeConfig
-from llm_proxy.routing.state import DeploymentStats
+from llm_proxy.routing.state import DeploymentStats, quantile
 
 T = TypeVar("T")
 _MEDIAN_CAP = 3.0
@@ -28,9 +28,8 @@ def hedge_delay(cfg: HedgeConfig, stats: DeploymentStats, stream: bool) -> float
     if len(samples) < cfg.min_samples:
         return None
     ordered = sorted(samples)
-    n = len(ordered)
-    high = ordered[min(n - 1, int(n * cfg.percentile / 100))]
-    return min(high, _MEDIAN_CAP * ordered[n // 2], cfg.max_delay)
+    high, median = quantile(ordered, cfg.percentile), quantile(ordered, 50)
+    return min(high, _MEDIAN_CAP * median, cfg.max_delay)
 
 
 async def race(

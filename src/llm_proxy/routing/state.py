@@ -249,14 +249,7 @@ class DeploymentStats:
             b.success()
         e = self.latency_ewma
         self.latency_ewma = latency if e is None else e + _ALPHA * (latency - e)
-        if self._bucket == self.policy.bucket and int(now / self._bucket) == self._cur:
-            slot = self._cur % BUCKETS  # the same bucket as the last call: no rotation
-        else:
-            slot = self._advance(now)
-        self._req[slot] += 1
-        self._lat[slot] += latency
-        self.win_req += 1
-        self.win_lat += latency
+        self._count(now, False, latency)
         if tokens and int(now // 60) == self.minute:
             self.minute_tokens += tokens
 
@@ -299,10 +292,12 @@ class DeploymentStats:
 
     def percentile(self, pct: float, stream: bool = True) -> float | None:
         got = self.samples(stream)
-        if not got:
-            return None
-        ordered = sorted(got)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+        return quantile(sorted(got), pct) if got else None
+
+
+def quantile(ordered: Sequence[float], pct: float) -> float:
+    """The pct-th percentile of sorted, non-empty samples (nearest rank)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
 @dataclass(slots=True)
@@ -390,4 +385,5 @@ __all__ = [
     "Policy",
     "ProbeResult",
     "StatsBook",
+    "quantile",
 ]
