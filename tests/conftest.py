@@ -211,3 +211,6 @@ def gateway(
 @pytest.fixture
 def client(gateway: RunningGateway) -> openai.OpenAI:
     return gateway.client()
+
+
+from tests.services import pg_schema, redis_prefix  # noqa: E402, F401  (shared fixtures)

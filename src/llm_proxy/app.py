@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_proxy import __version__
+from llm_proxy.api.admin import build_admin
 from llm_proxy.api.openapi import chat_completions_path
 from llm_proxy.auth import ensure_master_key
 from llm_proxy.config.load import load_config, process_env
@@ -41,7 +42,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gw.start_background()
+        await gw.start()
         # Imports and config are long-lived: keep them out of every later full GC scan.
         gc.collect()
         gc.freeze()
@@ -67,6 +68,10 @@ def build_fastapi(gw: Gateway) -> FastAPI:
             code="method_not_allowed" if exc.status_code == 405 else None,
         )
         return _error(err)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(_: Request, exc: GatewayError) -> Response:
+        return _error(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -147,6 +152,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
             app.openapi_schema = schema
         return app.openapi_schema
 
+    app.include_router(build_admin(gw))
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 

@@ -24,6 +24,7 @@ from llm_proxy.api.http import send_json
 from llm_proxy.auth import Principal
 from llm_proxy.formats import openai_chat
 from llm_proxy.gateway import Gateway
+from llm_proxy.limits.concurrency import ConcurrencyLimiter
 from llm_proxy.routing.balance import Candidate
 from llm_proxy.routing.state import PROBE, REFUSED
 from llm_proxy.runtime import Deployment
@@ -76,13 +77,20 @@ class Ready:
     finished: bool = False  # the stream ended before commit; `out` holds all of it
     usage: dict[str, Any] | None = None
     probe: bool = False  # this attempt holds its deployment's half-open probe
+    slot: ConcurrencyLimiter | None = None  # the deployment's concurrency slot, until the end
 
     def discard(self) -> None:
         """A hedge that lost the race after it was ready: close it, no verdict on the upstream."""
+        self.free()
         if self.resp is not None:
             self.resp.close()
             self.resp = None
             self.cand.stats.cancelled(self.probe)
+
+    def free(self) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
 
 
 def _upstream_headers(
@@ -155,27 +163,45 @@ async def attempt(
         raise Refused(cand.label)
     probe = admitted == PROBE
     resp: UpstreamResponse | None = None
+    slot = gw.deployment_limiter(d)
+    held: ConcurrencyLimiter | None = None  # the deployment's slot while this attempt has it
     try:
-        resp = await call(gw, d, payload, headers, principal, stream)
+        if slot is not None:
+            await slot.acquire()  # 503 when full: retryable, so the next deployment is tried
+            held = slot
         if stream:
-            return await _until_content(resp, cand, body, t0, probe)
-        raw = await resp.read()
+            resp = await call(gw, d, payload, headers, principal, stream)
+            ready = await _until_content(resp, cand, body, t0, probe)
+            ready.slot, held = held, None  # relay() gives it back when the stream ends
+            return ready
+        try:
+            resp = await call(gw, d, payload, headers, principal, stream)
+            raw = await resp.read()
+        finally:
+            if held is not None:
+                held.release()
+                held = None
         out, usage = wire.from_upstream(raw, body["model"], int(time.time()))
     except E.GatewayError as err:
-        if resp is not None:
-            resp.close()
+        _give_back(held, resp)
         now = time.monotonic()
         stats.failed(now, err, now - t0, probe)
         raise
     except BaseException:  # cancelled (client gone, hedge lost, deadline) or a bug
-        if resp is not None:
-            resp.close()
+        _give_back(held, resp)
         stats.cancelled(probe)
         raise
     latency = time.monotonic() - t0
     total = usage.get("total_tokens") if usage else None
     stats.answered(t0 + latency, latency, total if isinstance(total, int) else 0)
     return Ready(cand, t0, out, usage=usage)
+
+
+def _give_back(held: ConcurrencyLimiter | None, resp: UpstreamResponse | None) -> None:
+    if held is not None:
+        held.release()
+    if resp is not None:
+        resp.close()
 
 
 def _tokens(usage: dict[str, Any] | None) -> int:
@@ -300,6 +326,7 @@ async def relay(
         )
     finally:
         resp.close()
+        ready.free()
         rec.usage, rec.chunks = state.usage, state.chunks
         if rec.usage is None and state.chunks > 1:
             # Cut short (client gone, upstream failed) before the usage chunk: OpenAI-style

@@ -1,15 +1,22 @@
-"""Gateway credentials: the master key (hashed at rest, compared in constant time)."""
+"""Gateway credentials: the master key and virtual keys (hashed at rest, compared in constant
+time; a virtual key is found by its SHA-256, which reveals nothing of the secret)."""
 
 from __future__ import annotations
 
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_proxy.errors import AuthenticationError
 from llm_proxy.runtime import hash_key
+
+if TYPE_CHECKING:
+    from llm_proxy.keys.book import KeyBook
+    from llm_proxy.keys.records import Holder
 
 KEY_FILE = "master_key.sha256"
 _HEADERS = (b"authorization", b"x-api-key", b"api-key")
@@ -17,13 +24,16 @@ _HEADERS = (b"authorization", b"x-api-key", b"api-key")
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling. Keys, teams and budgets hang off this in later stages."""
+    """Who is calling: the master key, or a virtual key (with its team, if it has one)."""
 
     name: str
     via: bytes  # the header that carried the gateway key
+    key: Holder | None = None
+    team: Holder | None = None
+    admin: bool = False
 
 
-MASTER = {h: Principal("master", h) for h in _HEADERS}
+MASTER = {h: Principal("master", h, admin=True) for h in _HEADERS}
 ANONYMOUS = Principal("anonymous", b"")  # on paths configured as public
 
 
@@ -42,7 +52,9 @@ def presented_keys(headers: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def authenticate(headers: dict[bytes, bytes], master_sha256: bytes) -> Principal:
+async def authenticate(
+    headers: dict[bytes, bytes], master_sha256: bytes, book: KeyBook | None = None
+) -> Principal:
     """The caller's principal, or a 401 `invalid_api_key`.
 
     Any credential header may carry the gateway key; the others (say, the user's own upstream
@@ -54,10 +66,37 @@ def authenticate(headers: dict[bytes, bytes], master_sha256: bytes) -> Principal
             "You didn't provide an API key. Provide it as 'Authorization: Bearer <key>', "
             "'X-API-Key' or 'api-key'."
         )
+    unknown: list[tuple[bytes, bytes]] = []
     for header, key in found:
-        if hmac.compare_digest(hash_key(key.decode("latin-1")), master_sha256):
+        digest = hash_key(key.decode("latin-1"))
+        if hmac.compare_digest(digest, master_sha256):
             return MASTER[header]
+        if book is not None:
+            hexed = digest.hex()
+            holder = book.get(hexed)
+            if holder is None:
+                unknown.append((header, digest))
+                continue
+            return _principal(book, holder, header, digest)
+    for header, digest in unknown if book is not None else ():
+        assert book is not None
+        holder = await book.lookup(digest.hex())
+        if holder is not None:
+            return _principal(book, holder, header, digest)
     raise AuthenticationError("Incorrect API key provided.")
+
+
+def _principal(book: KeyBook, key: Holder, header: bytes, digest: bytes) -> Principal:
+    if not hmac.compare_digest(bytes.fromhex(key.key_hash), digest):
+        raise AuthenticationError("Incorrect API key provided.")
+    if not key.live(time.time()):
+        if key.expires_at is not None and time.time() >= key.expires_at:
+            raise AuthenticationError("This API key has expired.", code="key_expired")
+        raise AuthenticationError("This API key is disabled.", code="key_disabled")
+    team = book.team_of(key)
+    if team is not None and team.disabled:
+        raise AuthenticationError("This API key's team is disabled.", code="team_disabled")
+    return Principal(key.name or key.id, header, key, team, key.role == "admin")
 
 
 def new_key() -> str:

@@ -103,6 +103,18 @@ def version() -> None:
     typer.echo(f"llm-proxy {__version__} (Python {sys.version.split()[0]})")
 
 
+def _store_commands() -> None:
+    from llm_proxy.cli_store import db_cli, keys_cli, spend, teams_cli
+
+    cli.add_typer(keys_cli, name="keys")
+    cli.add_typer(teams_cli, name="teams")
+    cli.add_typer(db_cli, name="db")
+    cli.command("spend")(spend)
+
+
+_store_commands()
+
+
 def main() -> None:
     cli()
 

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from llm_proxy import __version__
 from llm_proxy.auth import stored_master_key
 from llm_proxy.config.load import ConfigError, LoadedConfig, load_config
+from llm_proxy.keys.book import KeyBook, KeyBus
 from llm_proxy.limits.concurrency import ConcurrencyLimiter
+from llm_proxy.limits.ip import IpPolicy
+from llm_proxy.limits.memory import MemoryLimits
 from llm_proxy.providers.mock import MockTransport
 from llm_proxy.routing.condense import SummaryCache
 from llm_proxy.routing.health import Prober
 from llm_proxy.routing.router import Router
 from llm_proxy.routing.state import StatsBook
-from llm_proxy.runtime import Runtime, compile_runtime, diff, hash_key
+from llm_proxy.runtime import Deployment, Runtime, compile_runtime, diff, hash_key
+from llm_proxy.spend.spool import Spool
+from llm_proxy.spend.writer import SpendWriter
+from llm_proxy.store.db import is_sqlite, make_engine, redacted, upgrade
 from llm_proxy.upstream.client import AiohttpTransport, Transport
 
 log = logging.getLogger("llm_proxy")
@@ -48,6 +57,24 @@ class Gateway:
         )
         self.http = AiohttpTransport()
         self.mock = MockTransport()
+        # Keys, limits and spend: served from memory (and Redis), the store written behind.
+        self.engine = make_engine(s)
+        self.keys = KeyBook(self.engine, s.key_refresh_interval)
+        self.redis: Any = None
+        self.limits: Any = MemoryLimits()
+        self.bus: KeyBus | None = None
+        if s.redis_url:
+            from redis.asyncio import Redis
+
+            from llm_proxy.limits.redis_limits import RedisLimits
+
+            self.redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            self.limits = RedisLimits(self.redis, s.redis_prefix, 2 * s.request_timeout)
+            self.bus = KeyBus(self.redis, s.redis_prefix, self.keys)
+        self.ip = IpPolicy(s.ip_limits)
+        self.spool = Spool(Path(s.data_dir) / "spool", s.spend.spool_max_bytes)
+        self.spend = SpendWriter(self.engine, self.spool, s.spend)
+        self.deployment_limiters: dict[str, ConcurrencyLimiter] = {}
         self.started = time.time()
         self.version = __version__
         self.reloads = 0
@@ -84,6 +111,7 @@ class Gateway:
         self.limiter.limit = s.max_concurrent_requests
         self.limiter.max_waiting = s.max_queued_requests
         self.limiter.timeout = s.queue_timeout
+        self.ip = IpPolicy(s.ip_limits)
         self.reloads += 1
         log.info("config reloaded", extra={"event": "config_reloaded", "diff": changes})
         # Calls started on the old table may still use its pools: a pool is closed only once it
@@ -107,13 +135,70 @@ class Gateway:
             del self._removed[pool]
             await self.http.close({pool})
 
+    def deployment_limiter(self, d: Deployment) -> ConcurrencyLimiter | None:
+        """The deployment's own concurrency cap (`max_concurrent`), if it has one."""
+        if d.max_concurrent is None:
+            return None
+        lim = self.deployment_limiters.get(d.key)
+        s = self.runtime.settings
+        if lim is None:
+            lim = self.deployment_limiters[d.key] = ConcurrencyLimiter(
+                d.max_concurrent, s.max_queued_requests, s.queue_timeout
+            )
+        lim.limit = d.max_concurrent
+        return lim
+
+    async def start(self) -> None:
+        """Migrate the store, replay the spool, load the keys; then the background jobs."""
+        try:
+            await self._migrate()
+            await self.spend.flush()
+            await self.keys.refresh()
+        except Exception as e:
+            # Serve anyway (master key, and keys as soon as the store answers): refusing to
+            # start is how a store outage becomes a gateway outage.
+            self.keys.store_ok = False
+            log.error(
+                "store unavailable at start; retrying in the background",
+                extra={
+                    "event": "store_down_at_start",
+                    "database": redacted(str(self.engine.url)),
+                    "error": f"{type(e).__name__}: {str(e)[:200]}",
+                },
+            )
+            self._spawn(self._migrate_later())
+        self._spawn(self.keys.run())
+        self._spawn(self.spend.run())
+        if self.bus is not None:
+            self._spawn(self.bus.run())
+        self.start_background()
+
+    async def _migrate(self) -> None:
+        if is_sqlite(self.engine):
+            lock = Path(self.runtime.settings.data_dir) / ".migrate.lock"
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            with lock.open("w") as f:
+                await asyncio.to_thread(fcntl.flock, f, fcntl.LOCK_EX)
+                await upgrade(self.engine)
+        else:
+            await upgrade(self.engine, self.runtime.settings.database_schema)
+
+    async def _migrate_later(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            with contextlib.suppress(Exception):
+                await self._migrate()
+                return
+
+    def _spawn(self, job: Any) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def start_background(self) -> None:
         """The config watcher and the health prober (called once the event loop runs)."""
-        loop = asyncio.get_running_loop()
         for job in (self.watch(), self.prober.run()):
-            task = loop.create_task(job)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(job)
 
     async def watch(self) -> None:
         """Poll the config file; a changed stamp triggers reload()."""
@@ -128,9 +213,18 @@ class Gateway:
                 self.reload()
 
     async def aclose(self) -> None:
-        for t in self._background:
+        for t in list(self._background):
             t.cancel()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5.0):
+                await self.spend.flush()  # what stays unflushed waits in the spool
+        self.spool.close()
         await self.http.aclose()
+        with contextlib.suppress(Exception):
+            await self.engine.dispose()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
 
 
 def _master_for(loaded: LoadedConfig) -> bytes:

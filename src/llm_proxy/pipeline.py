@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from llm_proxy import accounting
 from llm_proxy import errors as E
 from llm_proxy.api.http import ClientDisconnected, DisconnectWatch, read_body, send_error
 from llm_proxy.attempt import Ready, Refused, attempt, relay
@@ -53,6 +54,9 @@ class CallRecord:
     error: str | None = None
     responded: bool = False  # the response head went out: errors can only be stream events now
     settings: Any = None  # the Settings of the routing table this call started on
+    served: Any = None  # the Deployment that answered
+    est_prompt: int = 0  # the admission's prompt estimate (bills a stream cut before usage)
+    ttft_ms: float | None = None
 
 
 @dataclass(slots=True)
@@ -82,24 +86,53 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     st = scope["state"]
     headers: dict[bytes, bytes] = st["headers"]
     rec = CallRecord(request_id=st["request_id"], started=time.monotonic(), settings=settings)
+    principal: Principal = st["principal"]
+    ticket: accounting.Ticket | None = None
+    admitted = False
     try:
         raw = await read_body(
             receive, headers, settings.max_request_bytes, settings.body_read_timeout
         )
         body = validate_chat(parse_json(raw))
         rec.model, rec.stream = body["model"], bool(body.get("stream"))
+        if principal.key is not None:
+            accounting.check_models(principal, rec.model)
+        route = pick_route(router, body, headers)
+        ticket = accounting.plan_for(
+            principal,
+            rec.request_id,
+            body,
+            route.candidates,
+            settings,
+            st.get("ip_rate"),
+            time.time(),
+        )
+        if ticket is not None:
+            rec.est_prompt = ticket.est_tokens
+            await accounting.admit(gw.limits, ticket)
+        admitted = True
+        if gw.spool.full():
+            raise E.ServiceUnavailableError(
+                "The gateway cannot record spend right now (its spool is full); retry shortly.",
+                code="spend_spool_full",
+                headers={"Retry-After": "5"},
+            )
         # From here on a client that goes away cancels us at once: in the queue, upstream, relaying.
         watch = DisconnectWatch(receive)
         try:
             await gw.limiter.acquire()
             try:
-                route = pick_route(router, body, headers)
-                call = Call(gw, router, headers, st["principal"], rec)
+                call = Call(gw, router, headers, principal, rec)
                 try:
                     ready = await call_with_failover(call, route, body)
                 except E.GatewayError as err:  # context length: bigger models, condensation
                     ready = await recover(call, route, body, err)
-                await relay(ready, _info(ready, rec, headers, route), send, rec)
+                info = _info(ready, rec, headers, route)
+                if ticket is not None:
+                    info += ticket.headers
+                if rec.stream:
+                    rec.ttft_ms = round((time.monotonic() - rec.started) * 1000, 2)
+                await relay(ready, info, send, rec)
             finally:
                 gw.limiter.release()
         except asyncio.CancelledError:
@@ -118,6 +151,7 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     except ClientDisconnected:
         rec.status, rec.disconnected = 499, True
     finally:
+        await accounting.finish(gw, rec, principal, ticket if admitted else None)
         if settings.log_requests:
             record_call(rec)
 
@@ -408,6 +442,7 @@ def _info(
     """Routing transparency: response headers, and seed 003's `_proxy_info` when asked."""
     d = ready.cand.deployment
     rec.provider, rec.upstream_model, rec.deployment = d.provider.name, d.model, d.label
+    rec.served = d
     elapsed = time.monotonic() - rec.started
     out = [
         (b"x-llm-proxy-provider", d.provider.name.encode()),

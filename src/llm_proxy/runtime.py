@@ -12,6 +12,7 @@ from llm_proxy.config.schema import (
     DeploymentConfig,
     HedgeConfig,
     ModelConfig,
+    Price,
     ProviderConfig,
     Settings,
     Timeouts,
@@ -93,6 +94,8 @@ class Deployment:
     num_retries: int | None = None  # None: the global setting
     timeouts: Timeouts | None = None  # None: the provider's (filled in below)
     price: tuple[float, float] | None = None  # USD per million (input, output) tokens
+    price_config: Price | None = None  # the config's full price (cached input, reasoning)
+    max_concurrent: int | None = None  # calls in flight at once (per worker)
     label: str = ""  # provider/model: what headers, logs and /admin/routes call it
     key: str = ""  # identity of its stats: the upstream pool and model, stable across reloads
 
@@ -422,25 +425,17 @@ def _deployment(p: Provider, d: DeploymentConfig, m: ModelConfig) -> Deployment:
         num_retries=d.num_retries,
         timeouts=d.timeouts,
         price=price,
+        price_config=d.price,
+        max_concurrent=d.max_concurrent,
     )
-
-
-# Our provider types and names -> genai-prices provider ids (where they differ).
-_PRICE_PROVIDERS = {"gemini": "google", "vertex": "google", "bedrock": "aws", "xai": "x-ai"}
 
 
 def lookup_price(ptype: str, name: str, model: str) -> tuple[float, float] | None:
     """USD per million (input, output) tokens from genai-prices' bundled snapshot, if it knows."""
-    from genai_prices import Usage, calc_price  # imported only for lowest-cost models
+    from llm_proxy.spend.cost import catalog_pricing
 
-    million = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
-    for provider in (_PRICE_PROVIDERS.get(name, name), _PRICE_PROVIDERS.get(ptype, ptype), None):
-        try:
-            got = calc_price(million, model, provider_id=provider)
-        except LookupError:
-            continue
-        return float(got.input_price), float(got.output_price)
-    return None
+    got = catalog_pricing(ptype, name, model)
+    return (got.input * 1_000_000, got.output * 1_000_000) if got is not None else None
 
 
 def diff(old: Runtime, new: Runtime) -> dict[str, list[str]]:

@@ -44,6 +44,10 @@ _ENV_NAMES: dict[str, tuple[str, ...]] = {
     "circuit_breaker_timeout": (),
     "cooldown_time": (),
     "environment": ("NODE_ENV", "ENVIRONMENT"),
+    "database_url": ("DATABASE_URL",),
+    "database_schema": (),
+    "redis_url": ("REDIS_URL",),
+    "redis_prefix": (),
 }
 
 

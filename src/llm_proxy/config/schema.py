@@ -106,10 +106,12 @@ class ProviderConfig(Strict):
 
 
 class Price(Strict):
-    """USD per million tokens (overrides genai-prices for lowest-cost routing)."""
+    """USD per million tokens (overrides genai-prices for costs and lowest-cost routing)."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)  # cache reads; else `input`
+    reasoning: float | None = Field(default=None, ge=0)  # reasoning tokens; else `output`
 
 
 class DeploymentConfig(Strict):
@@ -124,6 +126,8 @@ class DeploymentConfig(Strict):
     num_retries: int | None = Field(default=None, ge=0, le=10)  # else the global num_retries
     timeouts: Timeouts | None = None  # else the provider's
     price: Price | None = None  # else genai-prices, by provider and model
+    # Calls in flight at once on this deployment (per worker); the excess waits, then 503.
+    max_concurrent: int | None = Field(default=None, ge=1)
 
 
 Strategy = Literal["priority", "weighted", "least-busy", "lowest-latency", "lowest-cost"]
@@ -216,6 +220,63 @@ class CondensationConfig(Strict):
     timeout: float = Field(default=10.0, gt=0)  # past it: truncate instead of summarising
 
 
+class RouteLimit(Strict):
+    """`limit` requests per `window` seconds from one client IP."""
+
+    limit: int = Field(ge=1)
+    window: float = Field(default=900.0, gt=0)
+
+
+def _inference_paths() -> list[str]:
+    return [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/messages",
+        "/api/v1/inference",
+        "/api/v1/inference/stream",
+        "/proxy",
+        "/proxy/stream",
+    ]
+
+
+class IpLimitsConfig(Strict):
+    """Seed 001: requests per client IP (100 per 15 min; 50 on inference routes; 5 WebSocket
+    connections a minute). Loopback is exempt by default: the default bind is loopback, so the
+    only client is this machine's own; behind a reverse proxy, set `trusted_proxies`."""
+
+    enabled: bool = True
+    default: RouteLimit = RouteLimit(limit=100, window=900.0)
+    inference: RouteLimit = RouteLimit(limit=50, window=900.0)
+    inference_paths: list[str] = Field(default_factory=_inference_paths)
+    websocket: RouteLimit = RouteLimit(limit=5, window=60.0)
+    routes: dict[str, RouteLimit] = Field(default_factory=dict)  # path -> its own limit
+    exempt: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Peers whose X-Forwarded-For is believed (the client is its last untrusted address).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("exempt", "trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+
+class SpendConfig(Strict):
+    """The spend log: rows are spooled to disk at once, then written to the store in batches."""
+
+    flush_interval: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=1000, ge=1)
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)  # past it: 503
+    retention_days: int = Field(default=90, ge=0)  # spend_log rows; 0 keeps them; daily totals stay
+    # Budget reservations assume this many output tokens when a request sets no max_tokens.
+    reserve_max_tokens: int = Field(default=4096, ge=1)
+
+
 class Settings(Strict):
     """The single settings object: file values, then env overrides, then CLI flags."""
 
@@ -267,6 +328,15 @@ class Settings(Strict):
     circuit_breaker_timeout: float = Field(default=60.0, gt=0)
     cooldown_time: float = Field(default=5.0, ge=0)  # after a 429 without Retry-After
     max_cooldown: float = Field(default=300.0, ge=0)  # a longer Retry-After is capped here
+    # The store: keys, teams, spend. Default: a SQLite file in data_dir.
+    database_url: str | None = None  # DATABASE_URL: sqlite:///path or postgresql://...
+    database_schema: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Redis makes limits, budgets and revocations exact across workers and replicas.
+    redis_url: str | None = None  # REDIS_URL
+    redis_prefix: str = Field(default="llmp", pattern=r"^[A-Za-z0-9_.:\-]+$")
+    key_refresh_interval: float = Field(default=1.0, gt=0)  # seconds between key-store polls
+    ip_limits: IpLimitsConfig = IpLimitsConfig()
+    spend: SpendConfig = SpendConfig()
     health: HealthConfig = HealthConfig()
     condensation: CondensationConfig = CondensationConfig()
     environment: str = "production"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from typing import Any
 
 from llm_proxy.api.http import send_error
 from llm_proxy.auth import ANONYMOUS, authenticate
 from llm_proxy.errors import GatewayError, InvalidRequestError, PermissionDeniedError
 from llm_proxy.gateway import Gateway
+from llm_proxy.limits.plan import Plan, Rate
 
 log = logging.getLogger("llm_proxy")
 
@@ -39,6 +41,16 @@ DOCS_HEADERS = SECURITY_HEADERS[1:]
 _DOCS = ("/docs", "/redoc", "/docs/oauth2-redirect")
 
 
+async def _ip_admit(gw: Gateway, rate: Rate, request_id: str) -> list[tuple[bytes, bytes]]:
+    """Seed 001's per-IP limit on a route without limits of its own: its headers, or a 429."""
+    from llm_proxy.accounting import rate_headers, refusal
+
+    verdict = await gw.limits.admit(Plan(request_id, rates=[rate]))
+    if not verdict.ok:
+        raise refusal(verdict)
+    return rate_headers(verdict.states, time.time())
+
+
 def _request_id(given: bytes | None) -> bytes:
     # Propagate the client's id when it is short and printable; never reflect junk.
     if given and len(given) <= 128 and _SAFE_ID.fullmatch(given):
@@ -48,7 +60,12 @@ def _request_id(given: bytes | None) -> bytes:
 
 _SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]+")
 _PREFLIGHT_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
-_EXPOSE = b"x-request-id, x-llm-proxy-provider, retry-after"
+_EXPOSE = (
+    b"x-request-id, x-llm-proxy-provider, retry-after, x-ratelimit-limit, x-ratelimit-remaining, "
+    b"x-ratelimit-reset, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, "
+    b"x-ratelimit-reset-requests, x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, "
+    b"x-ratelimit-reset-tokens"
+)
 
 
 class GatewayMiddleware:
@@ -96,6 +113,25 @@ class GatewayMiddleware:
         await send({"type": "http.response.start", "status": 204, "headers": out})
         await send({"type": "http.response.body", "body": b""})
 
+    async def _admit_caller(
+        self, scope: dict[str, Any], state: dict[str, Any], headers: dict[bytes, bytes], path: str
+    ) -> list[tuple[bytes, bytes]]:
+        """Authenticate (401), gate admin paths (403), take the client IP's limit (429)."""
+        gw = self.gw
+        principal = await authenticate(headers, gw.router.runtime.master_key_sha256, gw.keys)
+        state["principal"] = principal
+        if not principal.admin and (path.startswith("/admin") or path == "/providers"):
+            raise PermissionDeniedError(
+                "This endpoint needs the master key or an admin key.", code="admin_only"
+            )
+        rate = gw.ip.rate(path, gw.ip.client_ip(scope, headers)) if gw.ip.enabled else None
+        if rate is None:
+            return []
+        if path in self.fast_routes:
+            state["ip_rate"] = rate  # taken with the call's own limits, in one step
+            return []
+        return await _ip_admit(gw, rate, state["request_id"])
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -130,11 +166,10 @@ class GatewayMiddleware:
             if method == "OPTIONS" and origin and b"access-control-request-method" in headers:
                 await self._preflight(send_wrapper, cors, headers)
                 return
-            runtime = self.gw.router.runtime
-            if path in runtime.settings.public_paths:
+            if path in self.gw.router.runtime.settings.public_paths:
                 state["principal"] = ANONYMOUS
             else:
-                state["principal"] = authenticate(headers, runtime.master_key_sha256)
+                extra += await self._admit_caller(scope, state, headers, path)
             handler = self.fast_routes.get(path)
             if handler is not None:
                 if method != "POST":

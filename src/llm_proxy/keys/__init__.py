@@ -1,0 +1,1 @@
+"""Virtual keys and teams: their records, the store operations and the in-memory book."""

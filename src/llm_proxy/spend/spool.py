@@ -1,0 +1,113 @@
+"""The spend spool: every row is appended to a file on disk the moment its call ends.
+
+A write to the page cache survives the process being killed, so a row is never only in memory.
+Segments: `<pid>-<n>.open` (being written, flock-ed by its writer) becomes `.ready` when
+rotated; the writer (spend/writer.py) moves ready segments to the store and deletes them.
+An `.open` segment nobody holds the lock of belongs to a process that died: it is ready too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("llm_proxy")
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._fd = -1
+        self._path: Path | None = None
+        self._written = 0  # bytes in the open segment
+        self._seq = 0
+        self.bytes = sum(p.stat().st_size for p in self.dir.glob("*.ready"))
+
+    def full(self) -> bool:
+        return self.bytes >= self.max_bytes
+
+    def append(self, row: dict[str, Any]) -> None:
+        line = orjson.dumps(row) + b"\n"
+        if self._fd < 0:
+            self._open()
+        os.write(self._fd, line)  # O_APPEND: one write, one whole line
+        self._written += len(line)
+        self.bytes += len(line)
+
+    def _open(self) -> None:
+        self._seq += 1
+        self._path = self.dir / f"{os.getpid()}-{time.time_ns()}-{self._seq}.open"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._written = 0
+
+    def rotate(self) -> None:
+        """Close the open segment (if it holds rows) and mark it ready."""
+        if self._fd < 0 or self._written == 0 or self._path is None:
+            return
+        path, fd = self._path, self._fd
+        self._fd, self._path = -1, None
+        os.fsync(fd)
+        path.rename(path.with_suffix(".ready"))
+        os.close(fd)  # after the rename: nobody else may take it for an orphan meanwhile
+
+    def ready(self) -> list[Path]:
+        """Ready segments, oldest first, orphans of dead processes included."""
+        for p in self.dir.glob("*.open"):
+            if p == self._path:
+                continue
+            with contextlib.suppress(OSError):
+                fd = os.open(p, os.O_RDONLY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its writer is alive
+                finally:
+                    os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    size = p.stat().st_size
+                    p.rename(p.with_suffix(".ready"))
+                    self.bytes += size
+        return sorted(self.dir.glob("*.ready"), key=_order)
+
+    def done(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            size = path.stat().st_size
+            path.unlink()
+            self.bytes = max(0, self.bytes - size)
+
+    def close(self) -> None:
+        self.rotate()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _order(p: Path) -> tuple[int, str]:
+    parts = p.stem.split("-")
+    try:
+        return int(parts[1]), p.name
+    except (IndexError, ValueError):
+        return 0, p.name
+
+
+def read_segment(path: Path) -> list[dict[str, Any]]:
+    """The rows of a segment; a torn last line (a crash mid-write) is skipped."""
+    rows = []
+    for n, line in enumerate(path.read_bytes().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            log.warning("unreadable spend spool line skipped", extra={"file": path.name, "line": n})
+    return rows
