@@ -180,3 +180,28 @@ def test_the_store_holds_hashes_never_secrets(gw: RunningGateway, tmp_path: Path
     for secret in (k["key"], rotated["key"]):
         assert secret.encode() not in raw
         assert secret[12:].encode() not in raw
+
+
+def test_a_budget_for_10_calls_holds_against_50_concurrent(gw: RunningGateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    k = new_key(gw.url, max_budget=0.02, budget_period="30d")  # 10 calls at $0.002
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        futs = [
+            pool.submit(hi, gw.url, k["key"], model="priced-slow", fake_delay=0.3)
+            for _ in range(50)
+        ]
+        statuses = [f.result() for f in futs]
+    assert statuses.count(200) == 10 and statuses.count(429) == 40, statuses
+    status, _, info = request(gw.url, "GET", "/v1/key/info", key=k["key"])
+    assert info["budget"]["spend"] == pytest.approx(0.02)
+    assert info["budget"]["reserved"] == 0 and info["budget"]["remaining"] == pytest.approx(0)
+    status, _, doc = request(
+        gw.url,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "priced", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        key=k["key"],
+    )
+    assert status == 429 and doc["error"]["code"] == "budget_exceeded"
+    assert doc["error"]["type"] == "insufficient_quota"
