@@ -13,10 +13,13 @@ from llm_proxy.config.schema import (
     DeploymentConfig,
     HealthConfig,
     HedgeConfig,
+    IpLimitsConfig,
     ModelConfig,
     Price,
     ProviderConfig,
+    RouteLimit,
     Settings,
+    SpendConfig,
     Timeouts,
 )
 from llm_proxy.providers.registry import SPECS
@@ -36,6 +39,9 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
         *CompletionProbes.model_fields,
         *CondensationConfig.model_fields,
         *Price.model_fields,
+        *IpLimitsConfig.model_fields,
+        *RouteLimit.model_fields,
+        *SpendConfig.model_fields,
     ],
 )
 def test_every_config_key_is_documented(field: str) -> None:
@@ -47,6 +53,11 @@ def test_every_cli_command_is_documented() -> None:
     assert names
     for name in names:
         assert f"llm-proxy {name}" in README, name
+    groups = [g.name for g in cli.registered_groups]
+    assert {"keys", "teams", "db"} <= set(groups)
+    for group in cli.registered_groups:
+        for c in group.typer_instance.registered_commands:
+            assert c.name and c.name in README.split(f"llm-proxy {group.name}", 1)[1], c.name
 
 
 @pytest.mark.parametrize("name", sorted(n for n in SPECS if n != "mock"))
