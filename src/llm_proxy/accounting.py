@@ -33,8 +33,6 @@ class Ticket:
     plan: Plan
     verdict: Verdict
     est_tokens: int = 0
-    key_period: int | None = None
-    team_period: int | None = None
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
@@ -121,10 +119,6 @@ def plan_for(
                     "key" if h is p.key else "team",
                 )
             )
-            if h is p.key:
-                ticket.key_period = period
-            else:
-                ticket.team_period = period
     if plan.empty():
         return None
     return ticket
@@ -272,8 +266,10 @@ def spend_row(
         "ttft_ms": rec.ttft_ms,
         "status": rec.status or 500,
         "stream": rec.stream,
-        "key_period": ticket.key_period if ticket is not None else None,
-        "team_period": ticket.team_period if ticket is not None else None,
+        # The budget period the cost belongs to (keys without a budget have period 0): the
+        # writer adds it to the key's and team's spend in the store.
+        "key_period": key.period_index(now) if key is not None else None,
+        "team_period": p.team.period_index(now) if p.team is not None else None,
     }
 
 

@@ -122,6 +122,9 @@ def _print(doc: Any, as_json: bool) -> None:
 
 
 def table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
     cells = [[_cell(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
@@ -367,8 +370,12 @@ def spend(
             f"error: --by must be key, team, user, model, provider or day, not {by!r}", err=True
         )
         raise typer.Exit(1)
-    first = since_day(since)
-    last = since_day(until) if until else None
+    try:
+        first = since_day(since)
+        last = since_day(until) if until else None
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
     rows = _run(config, lambda e, s: report(e, by, first, last))  # type: ignore[arg-type]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

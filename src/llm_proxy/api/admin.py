@@ -182,7 +182,7 @@ def _report_routes(r: APIRouter, gw: Gateway) -> None:
         try:
             first = since_day(from_) if from_ else None
             last = since_day(to) if to else None
-        except (ValueError, AssertionError) as e:
+        except ValueError as e:
             raise E.InvalidRequestError(str(e), param="from", code="invalid_date") from None
         rows = await _store(lambda: report(gw.engine, group_by, first, last))
         total = round(sum(x["cost"] for x in rows), 9)

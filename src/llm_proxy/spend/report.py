@@ -34,7 +34,8 @@ def since_day(text: str) -> str:
         span = period_seconds(t) or 0.0
         return day_of(time.time() - span + (86400 if t.endswith("d") else 0))
     got = parse_time(text)
-    assert got is not None
+    if got is None:
+        raise ValueError("a date (2026-12-01) or a span (7d, 24h) is needed")
     return day_of(got)
 
 
