@@ -209,11 +209,11 @@ def test_a_budget_for_10_calls_holds_against_50_concurrent(gw: RunningGateway) -
 
 def test_budgets_reset_on_their_period(gw: RunningGateway) -> None:
     k = new_key(gw.url, max_budget=0.002, budget_period="2s")  # one $0.002 call per 2 seconds
-    status, _, info = request(gw.url, "GET", "/v1/key/info", key=k["key"])
+    _, _, info = request(gw.url, "GET", "/v1/key/info", key=k["key"])
     resets = info["budget"]["resets_at"]
     assert hi(gw.url, k["key"]) == 200
     assert hi(gw.url, k["key"]) == 429
     time.sleep(2.1)
     assert hi(gw.url, k["key"]) == 200
-    status, _, info = request(gw.url, "GET", "/v1/key/info", key=k["key"])
+    _, _, info = request(gw.url, "GET", "/v1/key/info", key=k["key"])
     assert info["budget"]["resets_at"] > resets and info["budget"]["spend"] == pytest.approx(0.002)
