@@ -240,9 +240,9 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def http_request(
-    url: str, body: bytes | None = None, timeout: float = 5.0
+    url: str, body: bytes | None = None, timeout: float = 5.0, key: str = MASTER_KEY
 ) -> tuple[int, str, bytes]:
-    headers = {"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     req = urllib.request.Request(url, data=body, headers=headers)
     try:
         with OPENER.open(req, timeout=timeout) as resp:
@@ -278,6 +278,7 @@ class Endpoint:
     path: str
     model: str
     pid: int  # root of the process tree charged for CPU and RSS
+    key: str = MASTER_KEY  # the bearer token wrk sends
 
     @property
     def url(self) -> str:
@@ -310,18 +311,73 @@ def start_floors(procs: Procs, prefix: str, upstream: str) -> dict[str, Endpoint
     return {kind: start_floor(procs, f"{prefix}-{kind}", f"{upstream}/{kind}") for kind in KINDS}
 
 
-def start_gateway(procs: Procs, tmp: Path, upstream: str, cmd_template: str) -> dict[str, Endpoint]:
+def start_gateway(
+    procs: Procs,
+    tmp: Path,
+    upstream: str,
+    cmd_template: str,
+    name: str = "gateway",
+    **env_extra: str,
+) -> dict[str, Endpoint]:
     port = free_port()
-    data_dir = tmp / "gateway-data"
+    data_dir = tmp / f"{name}-data"
     data_dir.mkdir()
     config = BENCH / "gateway.yaml"
     cmd = shlex.split(cmd_template.format(python=python_exe(), config=config, port=port))
     env = child_env(
-        LLM_PROXY_MASTER_KEY=MASTER_KEY, BENCH_UPSTREAM=upstream, LLM_PROXY_DATA_DIR=str(data_dir)
+        LLM_PROXY_MASTER_KEY=MASTER_KEY,
+        BENCH_UPSTREAM=upstream,
+        LLM_PROXY_DATA_DIR=str(data_dir),
+        **env_extra,
     )
-    proc = procs.start("gateway", cmd, SERVER_CORE, env)
-    wait_ready(procs, "gateway", f"http://127.0.0.1:{port}/health", lambda s: s == 200, 90)
+    proc = procs.start(name, cmd, SERVER_CORE, env)
+    wait_ready(procs, name, f"http://127.0.0.1:{port}/health", lambda s: s == 200, 90)
     return {kind: Endpoint(port, ROUTE, f"bench-{kind}", proc.pid) for kind in KINDS}
+
+
+def keyed(endpoints: dict[str, Endpoint]) -> dict[str, Endpoint]:
+    """A virtual key with every limit (rpm, tpm, parallel slots, a budget) in a team that has
+    them too, made through the admin API: the same gateway, through keys, limits and budgets."""
+    base = f"http://127.0.0.1:{endpoints['plain'].port}"
+    big = 10**9
+    team = _admin(
+        base, "/admin/teams", {"name": "bench", "rpm": big, "tpm": big, "max_budget": 1e6}
+    )
+    key = _admin(
+        base,
+        "/admin/keys",
+        {
+            "team_id": team["id"],
+            "models": ["bench-*"],
+            "rpm": big,
+            "tpm": big,
+            "max_parallel_requests": 10_000,
+            "max_budget": 1e6,
+            "budget_period": "30d",
+        },
+    )
+    return {
+        kind: Endpoint(ep.port, ep.path, ep.model, ep.pid, key["key"])
+        for kind, ep in endpoints.items()
+    }
+
+
+def _admin(base: str, path: str, doc: dict[str, Any]) -> dict[str, Any]:
+    status, _, body = http_request(base + path, json.dumps(doc).encode())
+    if status != 201:
+        raise BenchError(f"POST {path} answered {status}: {body[:300]!r}")
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def redis_url() -> str | None:
+    """The local Redis, if one answers (the keyed-redis target needs it)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return "redis://127.0.0.1:6379/0" if s.recv(16).startswith(b"+PONG") else None
+    except OSError:
+        return None
 
 
 def start_targets(procs: Procs, tmp: Path, args: argparse.Namespace) -> Targets:
@@ -344,6 +400,20 @@ def start_targets(procs: Procs, tmp: Path, args: argparse.Namespace) -> Targets:
             kind: Endpoint(ep.port, ep.path, f"bench-{kind}-3", ep.pid)
             for kind, ep in targets["gateway"].items()
         }
+        # ...and through a virtual key with every limit and a budget (in memory).
+        targets["keyed"] = keyed(targets["gateway"])
+        url = None if args.no_redis else redis_url()
+        if url:  # a second gateway with its limits and budgets in Redis
+            second = start_gateway(
+                procs,
+                tmp,
+                upstream,
+                args.gateway_cmd,
+                "gateway-redis",
+                LLM_PROXY_REDIS_URL=url,
+                LLM_PROXY_REDIS_PREFIX=f"bench{os.getpid()}",
+            )
+            targets["redis"] = keyed(second)
     return targets
 
 
@@ -357,7 +427,9 @@ def check_endpoint(target: str, kind: str, ep: Endpoint) -> dict[str, Any]:
     payload: dict[str, Any] = {"model": ep.model, "messages": [{"role": "user", "content": "hi"}]}
     if kind == "stream":
         payload["stream"] = True
-    status, ctype, body = http_request(ep.url + ep.path, _dumps(payload).encode(), timeout=10)
+    status, ctype, body = http_request(
+        ep.url + ep.path, _dumps(payload).encode(), timeout=10, key=ep.key
+    )
     where = f"{target}/{kind} ({ep.url}{ep.path})"
     if status != 200:
         raise BenchError(f"{where}: HTTP {status} {ctype}: {body[:500]!r}")
@@ -440,7 +512,7 @@ def run_wrk(
     """One wrk run (optionally stopping after max_requests responses); its JSON summary."""
     script = str(BENCH / "post.lua")
     cmd = [*WRK, f"-c{connections}", f"-d{seconds}s", "-s", script, ep.url, "--"]
-    cmd += [ep.path, kind, MASTER_KEY, ep.model]
+    cmd += [ep.path, kind, ep.key, ep.model]
     env = {**os.environ, "WRK_MAX_REQUESTS": str(max_requests)} if max_requests else None
     out = subprocess.run(
         cmd, capture_output=True, text=True, timeout=seconds + 60, check=False, env=env
@@ -593,14 +665,15 @@ def gateway_vs_floor(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def routed_vs_gateway(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """CPU ms per request that 3 deployments add over 1 (median of same-round differences)."""
-    if not any(c["target"] == "routed" for c in cells):
+def routed_vs_gateway(cells: list[dict[str, Any]], target: str = "routed") -> list[dict[str, Any]]:
+    """CPU ms per request that `target` (3 deployments; a limited key) adds over the plain
+    gateway target (median of same-round differences)."""
+    if not any(c["target"] == target for c in cells):
         return []
     rows = []
     for kind in KINDS:
         for conc in CONCURRENCY:
-            r, g = _cell(cells, "routed", kind, conc), _cell(cells, "gateway", kind, conc)
+            r, g = _cell(cells, target, kind, conc), _cell(cells, "gateway", kind, conc)
             pairs = zip(r["cpu_ms_samples"], g["cpu_ms_samples"], strict=False)
             diffs = sorted(a - b for a, b in pairs if a is not None and b is not None)
             rows.append(
@@ -643,10 +716,18 @@ def print_report(results: dict[str, Any]) -> None:
             f"  {row['kind']:<6} c={row['concurrency']:<4} {row['cpu_ratio']!s:>12}"
             f" {row['rps_ratio']!s:>13}"
         )
-    if results.get("routed_vs_gateway"):
-        print("\n3 deployments vs 1 (same gateway): CPU ms per request added")
-        for row in results["routed_vs_gateway"]:
-            print(f"  {row['kind']:<6} c={row['concurrency']:<4} {row['added_cpu_ms']!s:>10}")
+    for name, title in (
+        ("routed_vs_gateway", "3 deployments vs 1 (same gateway)"),
+        (
+            "keyed_vs_gateway",
+            "a virtual key with rpm, tpm, slots and budget, key and team, in memory",
+        ),
+        ("redis_vs_gateway", "the same key on a second gateway with its limits in Redis"),
+    ):
+        if results.get(name):
+            print(f"\n{title}: CPU ms per request added over the master key")
+            for row in results[name]:
+                print(f"  {row['kind']:<6} c={row['concurrency']:<4} {row['added_cpu_ms']!s:>10}")
     cost = results.get("routing_cost")
     if cost:
         cpu = cost["cpu"]
@@ -769,6 +850,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="put floor instances in the gateway slot (harness self-test)",
     )
     parser.add_argument("--out", type=Path, help="results file (default bench/results/DATE.json)")
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis-mode gateway")
     parser.add_argument(
         "--no-instructions",
         action="store_true",
@@ -830,6 +912,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     results["gateway_vs_floor"] = gateway_vs_floor(results["cells"])
     results["added_p50_ms_c1"] = added_latency(results["cells"])
     results["routed_vs_gateway"] = routed_vs_gateway(results["cells"])
+    results["keyed_vs_gateway"] = routed_vs_gateway(results["cells"], "keyed")
+    results["redis_vs_gateway"] = routed_vs_gateway(results["cells"], "redis")
     if not args.gateway_as_floor:
         print("\nin-process routing cost (bench/routing_cost.py) ...", flush=True)
         results["routing_cost"] = routing_cost(args)

@@ -84,6 +84,8 @@ def plan_for(
     now: float,
 ) -> Ticket | None:
     """The limits this call must pass, or None when none apply (the master key, unlimited)."""
+    if p.key is None and ip_rate is None:
+        return None
     plan = Plan(request_id)
     if ip_rate is not None:
         plan.rates.append(ip_rate)

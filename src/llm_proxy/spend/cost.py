@@ -75,15 +75,15 @@ def catalog_pricing(ptype: str, name: str, model: str) -> Pricing | None:
     return found
 
 
-_by_deployment: dict[tuple[str, Any], Pricing] = {}
+# id(deployment) -> (the deployment, kept alive so its id is not reused; its pricing)
+_by_deployment: dict[int, tuple[Any, Pricing]] = {}
 
 
 def deployment_pricing(d: Any) -> Pricing:
     """The deployment's price: its `price` from config, else the catalog's, else free."""
-    k = (d.key, d.price_config)
-    got = _by_deployment.get(k)
-    if got is not None:
-        return got
+    hit = _by_deployment.get(id(d))
+    if hit is not None:
+        return hit[1]
     p = d.price_config
     if p is not None:
         got = Pricing(
@@ -96,5 +96,5 @@ def deployment_pricing(d: Any) -> Pricing:
         got = catalog_pricing(d.provider.type, d.provider.name, d.model) or FREE
     if len(_by_deployment) > 10_000:
         _by_deployment.clear()
-    _by_deployment[k] = got
+    _by_deployment[id(d)] = (d, got)
     return got

@@ -30,6 +30,7 @@ class Spool:
         self._path: Path | None = None
         self._written = 0  # bytes in the open segment
         self._seq = 0
+        self._fresh: set[str] = set()  # segments rotated here and not yet tried
         self.bytes = sum(p.stat().st_size for p in self.dir.glob("*.ready"))
 
     def full(self) -> bool:
@@ -57,7 +58,9 @@ class Spool:
         path, fd = self._path, self._fd
         self._fd, self._path = -1, None
         os.fsync(fd)
-        path.rename(path.with_suffix(".ready"))
+        ready = path.with_suffix(".ready")
+        path.rename(ready)
+        self._fresh.add(ready.name)
         os.close(fd)  # after the rename: nobody else may take it for an orphan meanwhile
 
     def ready(self) -> list[Path]:
@@ -78,6 +81,30 @@ class Spool:
                     p.rename(p.with_suffix(".ready"))
                     self.bytes += size
         return sorted(self.dir.glob("*.ready"), key=_order)
+
+    def claim(self, path: Path) -> int | None:
+        """A locked descriptor of a ready segment, or None when another process is storing it
+        (or already did). The lock dies with its holder, so a crash leaves it to the next."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        if not path.exists():  # stored and deleted while we waited for the lock
+            os.close(fd)
+            return None
+        return fd
+
+    def first_try(self, path: Path) -> bool:
+        """True once for a segment this process rotated: its rows were never sent anywhere."""
+        if path.name in self._fresh:
+            self._fresh.discard(path.name)
+            return True
+        return False
 
     def done(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -100,10 +127,15 @@ def _order(p: Path) -> tuple[int, str]:
         return 0, p.name
 
 
-def read_segment(path: Path) -> list[dict[str, Any]]:
+def read_segment(path: Path, fd: int | None = None) -> list[dict[str, Any]]:
     """The rows of a segment; a torn last line (a crash mid-write) is skipped."""
+    if fd is None:
+        data = path.read_bytes()
+    else:
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
     rows = []
-    for n, line in enumerate(path.read_bytes().splitlines()):
+    for n, line in enumerate(data.splitlines()):
         if not line.strip():
             continue
         try:

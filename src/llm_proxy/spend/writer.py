@@ -1,19 +1,24 @@
 """Spend rows from the spool to the store, in batches, off the hot path; nothing is lost.
 
 One transaction per batch writes the log rows, adds them to the daily totals and to each key's
-and team's spend. A row id already in the log (a batch replayed after a lost commit) is skipped
-everywhere, so a replay never counts twice.
+and team's spend. A row id already in the log (a segment replayed after a commit whose segment
+was not yet deleted) is skipped everywhere, so a replay never counts twice. Only one process
+reads a segment (it claims it by renaming it, spend/spool.py), so the check and the insert do not
+race. The log insert goes to the driver's executemany directly: it is the per-row cost of the
+whole spend path, and SQLAlchemy's per-row parameter handling would be most of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import operator
+import os
 import time
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import case, delete, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,29 +28,61 @@ from llm_proxy.store.tables import keys, spend_daily, spend_log, teams
 log = logging.getLogger("llm_proxy")
 
 LOG_COLUMNS = tuple(c.name for c in spend_log.columns)
+_LOG_VALUES = operator.itemgetter(*LOG_COLUMNS)
 _SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost")
 
 
-def _insert(engine: AsyncEngine, table: Any) -> Any:
-    return (postgresql if engine.dialect.name == "postgresql" else sqlite).insert(table)
+_statements: dict[str, tuple[str, Any]] = {}
 
 
-async def write_rows(engine: AsyncEngine, rows: list[dict[str, Any]]) -> int:
-    """Store a batch; returns how many rows were new."""
+def _statements_for(engine: AsyncEngine) -> tuple[str, Any]:
+    """(the log insert as driver SQL, the daily-totals upsert), built once per dialect."""
+    name = engine.dialect.name
+    got = _statements.get(name)
+    if got is None:
+        cols = ", ".join(f'"{c}"' for c in LOG_COLUMNS)
+        if engine.dialect.paramstyle == "numeric_dollar":
+            marks = ", ".join(f"${i + 1}" for i in range(len(LOG_COLUMNS)))
+        else:
+            marks = ", ".join("?" for _ in LOG_COLUMNS)
+        insert_log = f"INSERT INTO spend_log ({cols}) VALUES ({marks})"
+        ins = (postgresql if name == "postgresql" else sqlite).insert(spend_daily)
+        upsert = ins.on_conflict_do_update(
+            index_elements=[c.name for c in spend_daily.primary_key.columns],
+            set_={s: spend_daily.c[s] + ins.excluded[s] for s in _SUMS},
+        )
+        got = _statements[name] = (insert_log, upsert)
+    return got
+
+
+async def write_rows(engine: AsyncEngine, rows: list[dict[str, Any]], replay: bool = True) -> int:
+    """Store a batch; returns how many rows were new. `replay=False` skips the check for ids
+    already stored: only for rows this process spooled and never tried to write before."""
     if not rows:
         return 0
-    log_rows = [{c: r.get(c) for c in LOG_COLUMNS} for r in rows]
+    insert_log, upsert = _statements_for(engine)
     async with engine.begin() as conn:
-        ins = _insert(engine, spend_log).on_conflict_do_nothing(index_elements=["id"])
-        got = await conn.execute(ins.returning(spend_log.c.id), log_rows)
-        new_ids = {r[0] for r in got}
-        fresh = [r for r in rows if r["id"] in new_ids]
+        fresh = rows
+        if replay:
+            ids = [r["id"] for r in rows]
+            q = select(spend_log.c.id).where(spend_log.c.id.in_(ids))
+            known = {x[0] for x in await conn.execute(q)}
+            fresh = [r for r in rows if r["id"] not in known] if known else rows
         if not fresh:
             return 0
+        try:
+            values = [_LOG_VALUES(r) for r in fresh]
+        except KeyError:  # a row from an older spool format: missing columns are NULL
+            values = [tuple(r.get(c) for c in LOG_COLUMNS) for r in fresh]
+        await conn.exec_driver_sql(insert_log, values)
         daily: dict[tuple[str, ...], list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0.0])
         owed: dict[tuple[str, str, int], float] = defaultdict(float)
+        days: dict[int, str] = {}
         for r in fresh:
-            day = time.strftime("%Y-%m-%d", time.gmtime(r["ts"]))
+            n = int(r["ts"] // 86400)
+            day = days.get(n)
+            if day is None:
+                day = days[n] = time.strftime("%Y-%m-%d", time.gmtime(n * 86400))
             k = (day, r["key_id"], r["team_id"], r["user"], r["model"], r["provider"])
             d = daily[k]
             d[0] += 1
@@ -58,11 +95,6 @@ async def write_rows(engine: AsyncEngine, rows: list[dict[str, Any]]) -> int:
                 owed[("key", r["key_id"], r["key_period"])] += r["cost"]
             if r.get("team_period") is not None and r["team_id"]:
                 owed[("team", r["team_id"], r["team_period"])] += r["cost"]
-        ins = _insert(engine, spend_daily)
-        upsert = ins.on_conflict_do_update(
-            index_elements=[c.name for c in spend_daily.primary_key.columns],
-            set_={s: spend_daily.c[s] + ins.excluded[s] for s in _SUMS},
-        )
         await conn.execute(
             upsert,
             [
@@ -112,12 +144,18 @@ class SpendWriter:
         async with self._lock:
             self.spool.rotate()
             for path in self.spool.ready():
-                rows = read_segment(path)
+                fd = self.spool.claim(path)
+                if fd is None:
+                    continue  # another worker on this data dir is storing it
                 try:
+                    rows = read_segment(path, fd)
+                    # A segment this process wrote and never tried to store cannot be stored.
+                    replay = not self.spool.first_try(path)
                     for i in range(0, len(rows), self.cfg.batch_size):
                         self.written += await write_rows(
-                            self.engine, rows[i : i + self.cfg.batch_size]
+                            self.engine, rows[i : i + self.cfg.batch_size], replay
                         )
+                    self.spool.done(path)
                 except Exception as e:
                     if self.down_since is None:
                         self.down_since = time.time()
@@ -126,7 +164,8 @@ class SpendWriter:
                             extra={"event": "spend_store_down", "error": type(e).__name__},
                         )
                     return False
-                self.spool.done(path)
+                finally:
+                    os.close(fd)
             if self.down_since is not None:
                 log.info(
                     "spend store reachable again; spool flushed",
