@@ -157,18 +157,19 @@ async def attempt(
     wire = d.provider.wire
     # Translated first: a request the format itself refuses never reaches (or judges) upstream.
     payload = wire.to_upstream(body, d.model, d.params, stream)
+    # The deployment's own concurrency cap first: a wait in its queue (503 when full: retryable,
+    # so the next deployment is tried) says nothing of the upstream, so it never reaches stats.
+    held = gw.deployment_limiter(d)  # the deployment's slot while this attempt has it
+    if held is not None:
+        await held.acquire()
     t0 = time.monotonic()
     admitted = stats.begin(t0)
     if admitted == REFUSED:
+        _give_back(held, None)
         raise Refused(cand.label)
     probe = admitted == PROBE
     resp: UpstreamResponse | None = None
-    slot = gw.deployment_limiter(d)
-    held: ConcurrencyLimiter | None = None  # the deployment's slot while this attempt has it
     try:
-        if slot is not None:
-            await slot.acquire()  # 503 when full: retryable, so the next deployment is tried
-            held = slot
         if stream:
             resp = await call(gw, d, payload, headers, principal, stream)
             ready = await _until_content(resp, cand, body, t0, probe)

@@ -145,7 +145,12 @@ class Gateway:
             lim = self.deployment_limiters[d.key] = ConcurrencyLimiter(
                 d.max_concurrent, s.max_queued_requests, s.queue_timeout
             )
-        lim.limit = d.max_concurrent
+        # A reload may change any of these: the next call sees them.
+        lim.limit, lim.max_waiting, lim.timeout = (
+            d.max_concurrent,
+            s.max_queued_requests,
+            s.queue_timeout,
+        )
         return lim
 
     async def start(self) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 
 from llm_proxy.api.http import send_error
 from llm_proxy.auth import ANONYMOUS, authenticate
-from llm_proxy.errors import GatewayError, InvalidRequestError, PermissionDeniedError
+from llm_proxy.errors import (
+    AuthenticationError,
+    GatewayError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from llm_proxy.gateway import Gateway
 from llm_proxy.limits.plan import Plan, Rate
 
@@ -118,7 +123,14 @@ class GatewayMiddleware:
     ) -> list[tuple[bytes, bytes]]:
         """Authenticate (401), gate admin paths (403), take the client IP's limit (429)."""
         gw = self.gw
-        principal = await authenticate(headers, gw.router.runtime.master_key_sha256, gw.keys)
+        try:
+            principal = await authenticate(headers, gw.router.runtime.master_key_sha256, gw.keys)
+        except AuthenticationError:
+            # Wrong keys count against the client IP too, so guessing keys is throttled (429).
+            rate = gw.ip.rate(path, gw.ip.client_ip(scope, headers)) if gw.ip.enabled else None
+            if rate is not None:
+                await _ip_admit(gw, rate, state["request_id"])
+            raise
         state["principal"] = principal
         if not principal.admin and (path.startswith("/admin") or path == "/providers"):
             raise PermissionDeniedError(
