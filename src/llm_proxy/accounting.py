@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,11 @@ def max_output(body: dict[str, Any], default: int) -> int:
     return default
 
 
+def allowed(p: Principal, model: str) -> bool:
+    """Whether the key and its team may use `model` (fallbacks are skipped when not)."""
+    return all(h is None or h.allows(model) for h in (p.key, p.team))
+
+
 def check_models(p: Principal, model: str) -> None:
     for h in (p.key, p.team):
         if h is not None and not h.allows(model):
@@ -76,17 +82,20 @@ def check_models(p: Principal, model: str) -> None:
 
 def plan_for(
     p: Principal,
-    request_id: str,
     body: dict[str, Any],
-    candidates: Any,
+    deployments: Callable[[], list[Any]],
     settings: Any,
     ip_rate: Rate | None,
     now: float,
 ) -> Ticket | None:
-    """The limits this call must pass, or None when none apply (the master key, unlimited)."""
+    """The limits this call must pass, or None when none apply (the master key, unlimited).
+
+    `deployments()` lists every deployment the call may reach (fallbacks included): a budget
+    reserves the dearest. Reservations and slots are held under a token of the gateway's own,
+    never the client's request id, so two calls can never share one."""
     if p.key is None and ip_rate is None:
         return None
-    plan = Plan(request_id)
+    plan = Plan(os.urandom(12).hex())
     if ip_rate is not None:
         plan.rates.append(ip_rate)
     ticket = Ticket(plan, Verdict(True))
@@ -103,17 +112,12 @@ def plan_for(
         if h.max_parallel:
             plan.slots.append(Slot(f"p:{tag}:{h.id}", h.max_parallel))
         if h.max_budget is not None:
-            period = h.period_index(now)
-            worst = 0.0
-            out = max_output(body, settings.spend.reserve_max_tokens)
-            for c in candidates:
-                worst = max(
-                    worst, deployment_pricing(c.deployment).worst_case(ticket.est_tokens, out)
-                )
+            if not plan.reserves:
+                worst = _worst_case(body, deployments(), ticket.est_tokens, settings)
             _, end = h.period_bounds(now)
             plan.reserves.append(
                 Reserve(
-                    f"b:{tag}:{h.id}:{period}",
+                    f"b:{tag}:{h.id}:{h.period_key(now)}",
                     int(h.max_budget * NANO),
                     math.ceil(worst * NANO),
                     int(h.stored_spend(now) * NANO),
@@ -124,6 +128,20 @@ def plan_for(
     if plan.empty():
         return None
     return ticket
+
+
+def _worst_case(body: dict[str, Any], deployments: list[Any], prompt: int, settings: Any) -> float:
+    """The most the call can cost: the prompt estimate plus every choice's output limit, at the
+    dearest deployment it may reach. A call that sets no output limit gets one (the reserved
+    `spend.reserve_max_tokens`), so it cannot cost more than was reserved."""
+    out = max_output(body, 0)
+    if not out:
+        out = settings.spend.reserve_max_tokens
+        body["max_completion_tokens"] = out
+    n = body.get("n")
+    if isinstance(n, int) and n > 1:
+        out *= n
+    return max((deployment_pricing(d).worst_case(prompt, out) for d in deployments), default=0.0)
 
 
 async def admit(limits: Any, ticket: Ticket) -> None:
@@ -233,7 +251,11 @@ def usage_tokens(usage: dict[str, Any] | None) -> tuple[int, int, int, int]:
     )
 
 
-def settlement(ticket: Ticket, cost: float, tokens: int) -> Settlement:
+def settlement(ticket: Ticket, cost: float, tokens: int) -> Settlement | None:
+    """What to give back and settle; None when nothing is held (rates only: nothing to do)."""
+    plan = ticket.plan
+    if not plan.slots and not plan.reserves and all(r.kind != "tokens" for r in plan.rates):
+        return None
     s = Settlement(ticket.plan.request_id)
     for r in ticket.plan.rates:
         if r.kind == "tokens":
@@ -270,8 +292,8 @@ def spend_row(
         "stream": rec.stream,
         # The budget period the cost belongs to (keys without a budget have period 0): the
         # writer adds it to the key's and team's spend in the store.
-        "key_period": key.period_index(now) if key is not None else None,
-        "team_period": p.team.period_index(now) if p.team is not None else None,
+        "key_period": key.period_key(now) if key is not None else None,
+        "team_period": p.team.period_key(now) if p.team is not None else None,
     }
 
 
@@ -280,18 +302,22 @@ async def finish(gw: Any, rec: Any, p: Principal, ticket: Ticket | None) -> None
     now = time.time()
     prompt, completion, cached, reasoning = usage_tokens(rec.usage)
     if not prompt and rec.usage and rec.usage.get("estimated"):
-        prompt = rec.est_prompt  # cut short before the usage chunk: bill the prompt we sent
+        # Cut short before the usage chunk: bill the prompt we sent (estimated, high).
+        prompt = rec.est_prompt or (estimate_prompt_tokens(rec.body) if rec.body else 0)
     d = rec.served
     cost = (
         deployment_pricing(d).cost(prompt, completion, cached, reasoning) if d is not None else 0.0
     )
-    if ticket is not None:
+    done = settlement(ticket, cost, prompt + completion) if ticket is not None else None
+    if done is not None:
         try:
-            await gw.limits.settle(settlement(ticket, cost, prompt + completion))
+            await gw.limits.settle(done, ticket.verdict.local if ticket is not None else False)
         except Exception as e:  # Redis gone: the reservation lapses by itself
             log.warning("limits settlement failed", extra={"error": type(e).__name__})
     if rec.model is None and p.key is None:
         return  # an unreadable request from the master key: nothing to bill
+    if d is None and gw.spool.full():
+        return  # refused before reaching upstream while the spool is full: no row to keep
     row = spend_row(rec, p, ticket, cost, now)
     row["prompt_tokens"], row["completion_tokens"] = prompt, completion
     row["cached_tokens"], row["reasoning_tokens"] = cached, reasoning

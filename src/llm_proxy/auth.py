@@ -94,6 +94,10 @@ def _principal(book: KeyBook, key: Holder, header: bytes, digest: bytes) -> Prin
             raise AuthenticationError("This API key has expired.", code="key_expired")
         raise AuthenticationError("This API key is disabled.", code="key_disabled")
     team = book.team_of(key)
+    if key.team_id and team is None:
+        # Its team was deleted (or is not known here yet): never serve it without the team's
+        # limits and budget.
+        raise AuthenticationError("This API key's team does not exist.", code="team_not_found")
     if team is not None and team.disabled:
         raise AuthenticationError("This API key's team is disabled.", code="team_disabled")
     return Principal(key.name or key.id, header, key, team, key.role == "admin")

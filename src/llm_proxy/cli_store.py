@@ -96,17 +96,34 @@ def _csv(v: str | None) -> list[str] | None:
 
 
 def _key_body(**kw: Any) -> Any:
-    from pydantic import ValidationError
-
     from llm_proxy.keys.records import KeyIn
 
-    given = {k: v for k, v in kw.items() if v is not None}
+    return _validated(KeyIn, {k: v for k, v in kw.items() if v is not None})
+
+
+def _validated(model: Any, given: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
     try:
-        return KeyIn(**given)
+        return model.model_validate(given)
     except ValidationError as e:
         for err in e.errors():
             typer.echo(f"error: {'.'.join(map(str, err['loc']))}: {err['msg']}", err=True)
         raise typer.Exit(1) from None
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        typer.echo(f"error: --metadata is not JSON: {e}", err=True)
+        raise typer.Exit(1) from None
+    if not isinstance(doc, dict):
+        typer.echo("error: --metadata must be a JSON object", err=True)
+        raise typer.Exit(1)
+    return doc
 
 
 def _print(doc: Any, as_json: bool) -> None:
@@ -186,7 +203,7 @@ def keys_create(
         budget_period=budget_period,
         expires_at=expires,
         role="admin" if admin else None,
-        metadata=json.loads(metadata) if metadata else None,
+        metadata=_json_object(metadata),
     )
     h, secret = _run(config, lambda e, s: store.create_key(e, body))
     doc = {**public_view(h), "key": secret}
@@ -329,7 +346,7 @@ def teams_create(
         "max_budget": budget,
         "budget_period": budget_period,
     }
-    body = TeamIn.model_validate({k: v for k, v in given.items() if v is not None})
+    body = _validated(TeamIn, {k: v for k, v in given.items() if v is not None})
     h = _run(config, lambda e, s: store.create_team(e, body))
     _print(public_view(h), as_json)
 

@@ -69,7 +69,10 @@ class Gateway:
             from llm_proxy.limits.redis_limits import RedisLimits
 
             self.redis = Redis.from_url(s.redis_url, socket_timeout=5, socket_connect_timeout=5)
-            self.limits = RedisLimits(self.redis, s.redis_prefix, 2 * s.request_timeout)
+            # A slot or reservation outlives the longest call (every attempt at its timeout);
+            # one whose gateway died lapses after that.
+            hold = max(600.0, s.max_attempts * s.request_timeout + 60.0)
+            self.limits = RedisLimits(self.redis, s.redis_prefix, hold)
             self.bus = KeyBus(self.redis, s.redis_prefix, self.keys)
         self.ip = IpPolicy(s.ip_limits)
         self.spool = Spool(Path(s.data_dir) / "spool", s.spend.spool_max_bytes)
@@ -218,18 +221,26 @@ class Gateway:
                 self.reload()
 
     async def aclose(self) -> None:
-        for t in list(self._background):
+        """Stop the background jobs, store what the spool holds, close connections; each step
+        bounded, so a store that does not answer cannot hold up a shutdown."""
+        tasks = list(self._background)
+        for t in tasks:
             t.cancel()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5.0):
-                await self.spend.flush()  # what stays unflushed waits in the spool
+        await _bounded(asyncio.gather(*tasks, return_exceptions=True), 2.0)
+        await _bounded(self.spend.flush(), 3.0)  # what stays unflushed waits in the spool
         self.spool.close()
-        await self.http.aclose()
-        with contextlib.suppress(Exception):
-            await self.engine.dispose()
+        await _bounded(self.http.aclose(), 2.0)
+        await _bounded(self.engine.dispose(), 2.0)
         if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.redis.aclose()
+            await _bounded(self.redis.aclose(), 1.0)
+
+
+async def _bounded(job: Any, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await job
+    except Exception as e:
+        log.warning("shutdown step cut short", extra={"error": type(e).__name__})
 
 
 def _master_for(loaded: LoadedConfig) -> bytes:

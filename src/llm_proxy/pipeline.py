@@ -56,6 +56,7 @@ class CallRecord:
     settings: Any = None  # the Settings of the routing table this call started on
     served: Any = None  # the Deployment that answered
     est_prompt: int = 0  # the admission's prompt estimate (bills a stream cut before usage)
+    body: Any = None  # the validated request (for that estimate when admission made none)
     ttft_ms: float | None = None
 
 
@@ -94,15 +95,14 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             receive, headers, settings.max_request_bytes, settings.body_read_timeout
         )
         body = validate_chat(parse_json(raw))
-        rec.model, rec.stream = body["model"], bool(body.get("stream"))
+        rec.model, rec.stream, rec.body = body["model"], bool(body.get("stream")), body
         if principal.key is not None:
             accounting.check_models(principal, rec.model)
         route = pick_route(router, body, headers)
         ticket = accounting.plan_for(
             principal,
-            rec.request_id,
             body,
-            route.candidates,
+            lambda: reachable(router, route, principal),
             settings,
             st.get("ip_rate"),
             time.time(),
@@ -156,6 +156,20 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
             record_call(rec)
 
 
+def reachable(router: Router, route: Route, principal: Principal) -> list[Any]:
+    """Every deployment a call may end up on: the model's, its fallbacks' and its
+    context-window fallbacks' (those the caller may use)."""
+    out = [c.deployment for c in route.candidates]
+    policy = route.policy
+    for name in (*policy.fallbacks, *policy.context_window_fallbacks):
+        if accounting.allowed(principal, name):
+            try:
+                out += [c.deployment for c in router.route(name).candidates]
+            except E.GatewayError:
+                continue
+    return out
+
+
 def pick_route(router: Router, body: dict[str, Any], headers: dict[bytes, bytes]) -> Route:
     """The model (and X-Provider, seed 000) -> its Route."""
     forced = headers.get(b"x-provider")
@@ -170,6 +184,8 @@ async def recover(call: Call, route: Route, body: dict[str, Any], first: E.Gatew
     if not condense.is_context_error(first, cfg):
         raise first
     for name in route.policy.context_window_fallbacks:
+        if not accounting.allowed(call.principal, name):
+            continue  # a model the key may not use is no fallback for it
         try:
             bigger = call.router.route(name)
         except E.ModelNotFoundError:
@@ -224,6 +240,8 @@ async def call_with_failover(call: Call, route: Route, body: dict[str, Any]) -> 
             return ready
         if i == 1:  # model fallbacks, resolved only when the model itself failed
             for name in route.policy.fallbacks:
+                if not accounting.allowed(call.principal, name):
+                    continue  # a model the key may not use is no fallback for it
                 try:
                     routes.append(call.router.route(name))
                 except E.ModelNotFoundError:

@@ -41,17 +41,24 @@ def config(upstream: str, extra: str = "", models: str = PRICED) -> str:
 
 
 def request(
-    url: str, method: str, path: str, doc: Any = None, key: str = MASTER_KEY, timeout: float = 20
+    url: str,
+    method: str,
+    path: str,
+    doc: Any = None,
+    key: str = MASTER_KEY,
+    timeout: float = 20,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """(status, lower-cased headers, parsed JSON body) of one HTTP call."""
+    extra = headers or {}
     u = urlparse(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
         body = None if doc is None else (doc if isinstance(doc, bytes) else json.dumps(doc))
-        headers = {"Authorization": f"Bearer {key}"}
+        sent = {"Authorization": f"Bearer {key}", **extra}
         if body is not None:
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body, headers)
+            sent["Content-Type"] = "application/json"
+        conn.request(method, path, body, sent)
         r = conn.getresponse()
         raw = r.read()
         try:
@@ -74,10 +81,12 @@ def client(url: str, key: str, **kw: Any) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=20, **kw)
 
 
-def hi(url: str, key: str, model: str = "priced", **kw: Any) -> int:
+def hi(
+    url: str, key: str, model: str = "priced", headers: dict[str, str] | None = None, **kw: Any
+) -> int:
     """A chat call with the key: its HTTP status."""
     doc = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **kw}
-    status, _, _ = request(url, "POST", "/v1/chat/completions", doc, key=key)
+    status, _, _ = request(url, "POST", "/v1/chat/completions", doc, key=key, headers=headers)
     return status
 
 

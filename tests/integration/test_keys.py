@@ -129,6 +129,11 @@ def test_bad_admin_input_is_a_clear_4xx(gw: RunningGateway) -> None:
         ("GET", "/admin/teams/team_nope", None, 404, ""),
         ("GET", "/admin/spend?group_by=planet", None, 400, "group_by"),
         ("GET", "/admin/spend?from=last-tuesday", None, 400, "from"),
+        ("GET", "/admin/spend?to=99999999999999w", None, 400, "to"),
+        ("POST", "/admin/keys", {"max_budget": 1e300}, 400, "max_budget"),
+        ("POST", "/admin/keys", b'{"max_budget": Infinity}', 400, "max_budget"),
+        ("POST", "/admin/keys", {"rpm": 2**40}, 400, "rpm"),
+        ("POST", "/admin/keys", {"budget_period": "1" * 40 + "d"}, 400, "budget_period"),
     ]
     for method, path, body, want, param in cases:
         status, _, doc = request(gw.url, method, path, body)
@@ -157,9 +162,17 @@ def test_teams_carry_limits_over_their_keys_and_the_caller_sees_its_own(gw: Runn
     assert budget["max_budget"] == 5 and budget["period"] == "30d"
     assert budget["spend"] == pytest.approx(0.004) and budget["remaining"] == pytest.approx(4.996)
     assert info["team"]["id"] == team["id"] and info["team"]["limits"]["rpm"]["remaining"] == 0
-    request(gw.url, "DELETE", f"/admin/teams/{team['id']}")
+    # A team with live keys stays: deleting it would free its keys from its limits.
+    status, _, doc = request(gw.url, "DELETE", f"/admin/teams/{team['id']}")
+    assert status == 409 and doc["error"]["code"] == "team_has_keys"
+    for k in (a, b):
+        request(gw.url, "DELETE", f"/admin/keys/{k['id']}")
+    status, _, _ = request(gw.url, "DELETE", f"/admin/teams/{team['id']}")
+    assert status == 200
     status, _, teams = request(gw.url, "GET", "/admin/teams")
     assert team["id"] not in str(teams)
+    status, _, doc = request(gw.url, "POST", "/admin/keys", {"team_id": team["id"]})
+    assert status == 400 and doc["error"]["code"] == "team_not_found"
 
 
 def test_the_master_key_still_works_and_has_no_key_info(gw: RunningGateway) -> None:
@@ -217,3 +230,57 @@ def test_budgets_reset_on_their_period(gw: RunningGateway) -> None:
     assert hi(gw.url, k["key"]) == 200
     _, _, info = request(gw.url, "GET", "/v1/key/info", key=k["key"])
     assert info["budget"]["resets_at"] > resets and info["budget"]["spend"] == pytest.approx(0.002)
+
+
+FALLBACKS = (
+    "  - name: cheap\n"
+    "    provider: fakeai\n"
+    "    model: fake-error-500\n"
+    "    price: {input: 0, output: 1000}\n"
+    "    fallbacks: [dear]\n"
+    "  - name: dear\n"
+    "    provider: fakeai\n"
+    "    model: fake-plain\n"
+    "    price: {input: 0, output: 100000}\n"
+)
+
+
+def test_fallbacks_respect_the_key_and_its_budget_reserves_their_price(
+    gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI
+) -> None:
+    gw = gateway_factory(config(fake_upstream[1], "", FALLBACKS))
+    only_cheap = new_key(gw.url, models=["cheap"])
+    status, _, doc = request(
+        gw.url,
+        "POST",
+        "/v1/chat/completions",
+        {"model": "cheap", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+        key=only_cheap["key"],
+    )
+    assert status == 502 and "fake-plain" not in [
+        r.body.get("model") for r in fake.requests if r.body
+    ]
+    # Both allowed: 2 output tokens at the fallback's $0.1 per token must fit the budget,
+    # though the model asked for costs a hundredth of that.
+    both = new_key(gw.url, max_budget=0.1, budget_period="30d")
+    assert hi(gw.url, both["key"], model="cheap") == 429
+    roomy = new_key(gw.url, max_budget=0.2, budget_period="30d")
+    assert hi(gw.url, roomy["key"], model="cheap") == 200  # served by `dear`
+
+
+def test_a_budgeted_call_without_an_output_limit_gets_the_reserved_one(
+    gw: RunningGateway, fake: FakeOpenAI
+) -> None:
+    k = new_key(gw.url, max_budget=5.0)
+    doc = {"model": "priced", "messages": [{"role": "user", "content": "hi"}]}
+    status, _, _ = request(gw.url, "POST", "/v1/chat/completions", doc, key=k["key"])
+    assert status == 200
+    sent = [r.body for r in fake.requests if r.body][-1]
+    assert sent["max_completion_tokens"] == 4096  # spend.reserve_max_tokens: what was reserved
+    # It reserved 4096 tokens at $0.001 ($4.096) and was settled to its real $0.002, so a
+    # second call fits the $5; a $4 budget cannot cover the reservation at all.
+    status, _, _ = request(gw.url, "POST", "/v1/chat/completions", doc, key=k["key"])
+    assert status == 200
+    small = new_key(gw.url, max_budget=4.0)
+    status, _, err = request(gw.url, "POST", "/v1/chat/completions", doc, key=small["key"])
+    assert status == 429 and err["error"]["code"] == "budget_exceeded"

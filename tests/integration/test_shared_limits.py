@@ -256,3 +256,27 @@ def test_no_secret_reaches_logs_store_or_errors(pair: Pair) -> None:
         assert s not in logs, "a secret is in the logs"
         assert s not in dump, "a secret is in the store"
         assert s[12:] not in dump
+
+
+def test_a_shared_request_id_cannot_share_a_slot_or_a_reservation(pair: Pair) -> None:
+    # Clients choose X-Request-Id; slots and reservations are held under the gateway's own token.
+    k = new_key(pair.a.url, max_parallel_requests=2, max_budget=0.006, budget_period="30d")
+    same = {"X-Request-Id": "same-id-for-all"}
+    statuses = _burst(pair.urls, k["key"], 10, model="priced-slow", fake_delay=0.5, headers=same)
+    assert statuses.count(200) == 2, statuses  # two slots, though every call has the same id
+    for _ in range(3):
+        hi(pair.a.url, k["key"], headers=same)
+    wait_until(
+        lambda: (
+            (
+                _rows(
+                    pair.schema, f"SELECT sum(cost) AS c FROM spend_log WHERE key_id = '{k['id']}'"
+                )[0]["c"]
+                or 0
+            )
+            >= 0.006 - 1e-9
+        ),
+        timeout=10,
+    )
+    spent = _rows(pair.schema, f"SELECT sum(cost) AS c FROM spend_log WHERE key_id = '{k['id']}'")
+    assert spent[0]["c"] == pytest.approx(0.006)  # 3 calls fit the budget, and no more

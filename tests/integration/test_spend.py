@@ -316,7 +316,7 @@ def test_a_replayed_batch_is_not_counted_twice(tmp_path: Path, store_lines: str)
         try:
             await upgrade(engine, settings.database_schema)
             h, _ = await store.create_key(engine, KeyIn(max_budget=10, budget_period="30d"))
-            period = h.period_index(time.time())
+            period = h.period_key(time.time())
             rows = [_row(h.id, period, n) for n in range(3)]
             wrote = [await write_rows(engine, rows), await write_rows(engine, rows)]
             wrote.append(await write_rows(engine, [*rows[1:], _row(h.id, period, 3)]))
@@ -343,3 +343,28 @@ def test_a_replayed_batch_is_not_counted_twice(tmp_path: Path, store_lines: str)
     assert got["log"] == 4
     assert [(n, pytest.approx(c)) for n, c in got["daily"]] == [(4, pytest.approx(0.008))]
     assert tuple(got["key"]) == (pytest.approx(0.008), pytest.approx(0.008))
+
+
+def test_a_stream_cut_short_by_the_client_is_billed_for_what_it_used(gw: RunningGateway) -> None:
+    import openai
+
+    k = new_key(gw.url)
+    c = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=k["key"], max_retries=0, timeout=20)
+    words = " ".join(f"w{i}" for i in range(40))
+    seen = 0
+    with c.chat.completions.create(
+        model="priced",
+        messages=[{"role": "user", "content": words}],
+        stream=True,
+        extra_body={"fake_delay": 0.05},
+    ) as s:
+        for chunk in s:
+            if chunk.choices and chunk.choices[0].delta.content:
+                seen += 1
+            if seen == 5:
+                break  # the client hangs up after five words of 41
+    (row,) = logged(settings_of(gw), k["id"], 1)
+    assert row["status"] == 499 and row["stream"] is True
+    assert 5 <= row["completion_tokens"] < 41  # the chunks relayed before the hang-up
+    assert row["prompt_tokens"] > 0  # the prompt was sent upstream: it is billed (estimated)
+    assert row["cost"] == pytest.approx(row["completion_tokens"] * 0.001)

@@ -44,6 +44,8 @@ async def _store(job: Callable[[], Awaitable[T]]) -> T:
         raise E.InvalidRequestError(
             str(e).strip("'\""), param="team_id", code="team_not_found"
         ) from None
+    except store.TeamHasKeys as e:
+        raise E.InvalidRequestError(str(e), status=409, code="team_has_keys") from None
     except E.GatewayError:
         raise
     except Exception as e:
@@ -179,11 +181,16 @@ def _report_routes(r: APIRouter, gw: Gateway) -> None:
     ) -> Response:
         """Spend grouped by key, team, user, model, provider or day, over [from, to] (dates, or
         `7d` for the last seven days). Read from the daily totals, so fast at any log size."""
-        try:
-            first = since_day(from_) if from_ else None
-            last = since_day(to) if to else None
-        except ValueError as e:
-            raise E.InvalidRequestError(str(e), param="from", code="invalid_date") from None
+        first = last = None
+        for name, value in (("from", from_), ("to", to)):
+            try:
+                day = since_day(value) if value else None
+            except (ValueError, OverflowError) as e:
+                raise E.InvalidRequestError(str(e), param=name, code="invalid_date") from None
+            if name == "from":
+                first = day
+            else:
+                last = day
         rows = await _store(lambda: report(gw.engine, group_by, first, last))
         total = round(sum(x["cost"] for x in rows), 9)
         return _json(
@@ -225,7 +232,7 @@ async def _standing(gw: Gateway, h: Holder, tag: str) -> dict[str, Any]:
     budget: dict[str, Any] | None = None
     now = time.time()
     if h.max_budget is not None:
-        counter = await gw.limits.spent(f"b:{tag}:{h.id}:{h.period_index(now)}")
+        counter = await gw.limits.spent(f"b:{tag}:{h.id}:{h.period_key(now)}")
         spent, reserved = counter if counter is not None else (int(h.stored_spend(now) * NANO), 0)
         start, end = h.period_bounds(now)
         budget = {

@@ -20,11 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from llm_proxy.keys import store
 from llm_proxy.keys.records import Holder
+from llm_proxy.store import tables
 
 log = logging.getLogger("llm_proxy")
 
 NEGATIVE_TTL = 5.0  # seconds a key the store did not know is not asked about again
 OVERLAP = 5.0  # re-read changes this far back: clock skew between replicas writing updated_at
+TOMBSTONE_TTL = 60.0  # a dropped key id ignores rows read before its drop for this long
+SPEND_EVERY = 10  # every this many polls, re-read every key's and team's stored spend
 
 
 class KeyBook:
@@ -39,6 +42,8 @@ class KeyBook:
         self.store_ok = True
         self._misses: dict[str, float] = {}
         self._lookups: dict[str, asyncio.Future[Holder | None]] = {}
+        self._dropped: dict[str, float] = {}  # key id -> when it was dropped (time.time())
+        self._polls = 0
         self.wake = asyncio.Event()
 
     def get(self, digest: str) -> Holder | None:
@@ -56,6 +61,11 @@ class KeyBook:
                 self.teams.pop(h.id, None)
             return
         old = self.by_id.get(h.id)
+        if old is not None and h.updated_at < old.updated_at:
+            return  # read before the change we hold
+        dropped = self._dropped.get(h.id)
+        if dropped is not None and h.revoked_at is None and h.updated_at < dropped:
+            return  # read before a revocation or rotation this book has already applied
         if old is not None and old.key_hash != h.key_hash:
             self.by_hash.pop(old.key_hash, None)  # rotated: the old secret stops working now
         if h.revoked_at is None:
@@ -68,6 +78,9 @@ class KeyBook:
 
     def drop(self, key_id: str | None, digest: str | None) -> None:
         """Forget a key at once (revocation, rotation): before the store is even re-read."""
+        now = time.time()
+        if len(self._dropped) > 10_000:
+            self._dropped = {k: t for k, t in self._dropped.items() if now - t < TOMBSTONE_TTL}
         h = self.by_id.pop(key_id, None) if key_id else None
         if h is not None:
             self.by_hash.pop(h.key_hash, None)
@@ -75,6 +88,9 @@ class KeyBook:
             gone = self.by_hash.pop(digest, None)
             if gone is not None:
                 self.by_id.pop(gone.id, None)
+                key_id = key_id or gone.id
+        if key_id:
+            self._dropped[key_id] = now - OVERLAP
 
     async def refresh(self) -> None:
         started = time.time()
@@ -84,10 +100,22 @@ class KeyBook:
         for k in keys:
             self.apply(k)
         self.since = started
+        self._polls += 1
+        if self._polls % SPEND_EVERY == 0:
+            await self._refresh_spend()
         self.loaded = True
         if not self.store_ok:
             log.info("key store reachable again", extra={"event": "key_store_up"})
         self.store_ok = True
+
+    async def _refresh_spend(self) -> None:
+        """The writer adds spend without touching updated_at (it would make every busy key a
+        change): re-read it now and then, in place, for /v1/key/info and budget seeds."""
+        for table, held in ((tables.keys, self.by_id), (tables.teams, self.teams)):
+            for ident, spend, period, total in await store.spend_of(self.engine, table):
+                h = held.get(ident)
+                if h is not None:
+                    h.spend, h.spend_period, h.total_spend = spend, period, total
 
     async def lookup(self, digest: str) -> Holder | None:
         """A key not in memory: ask the store once (one query per digest at a time)."""
@@ -95,30 +123,36 @@ class KeyBook:
         if self._misses.get(digest, 0.0) > now or not self.store_ok:
             return None
         fut = self._lookups.get(digest)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._lookups[digest] = fut
-            try:
-                found = await store.key_by_hash(self.engine, digest)
-                if found is not None and found.team_id and found.team_id not in self.teams:
-                    team = await store.get_team(self.engine, found.team_id)
-                    if team is not None:
-                        self.apply(team)
-            except Exception as e:
-                found = None
-                log.warning("key lookup failed", extra={"error": type(e).__name__})
-            finally:
-                del self._lookups[digest]
-            if found is not None:
-                self.apply(found)
-            if found is None or found.revoked_at is not None:
-                if len(self._misses) > 100_000:
-                    self._misses.clear()
-                self._misses[digest] = now + NEGATIVE_TTL
-                found = None
-            fut.set_result(found)
-            return found
-        return await asyncio.shield(fut)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._lookups[digest] = fut
+        found: Holder | None = None
+        try:
+            found = await self._fetch(digest)
+        finally:
+            del self._lookups[digest]
+            fut.set_result(found)  # also when cancelled: the others waiting give up too
+        return found
+
+    async def _fetch(self, digest: str) -> Holder | None:
+        try:
+            found = await store.key_by_hash(self.engine, digest)
+            if found is not None and found.team_id and found.team_id not in self.teams:
+                team = await store.get_team(self.engine, found.team_id)
+                if team is not None:
+                    self.apply(team)
+        except Exception as e:
+            log.warning("key lookup failed", extra={"error": type(e).__name__})
+            return None
+        if found is not None:
+            self.apply(found)
+        if found is None or found.revoked_at is not None or self.by_id.get(found.id) is None:
+            if len(self._misses) > 100_000:
+                self._misses.clear()
+            self._misses[digest] = time.monotonic() + NEGATIVE_TTL
+            return None
+        return found
 
     async def run(self) -> None:
         """Poll the store for changes; a notice on the bus (or a local change) wakes it early."""

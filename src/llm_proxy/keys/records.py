@@ -78,21 +78,24 @@ class Holder:
     created_at: float = 0.0
     _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
 
-    def period_index(self, now: float) -> int:
+    def period_key(self, now: float) -> int:
+        """The budget period `now` is in, as its start (Unix seconds). Periods count from the
+        anchor, which a changed budget_period moves to the moment of the change: keys only ever
+        grow, so counters and stored spend of an earlier period are never mistaken for now's."""
         if self.period is None:
-            return 0
-        return int((now - self.anchor) // self.period)
+            return int(self.anchor)
+        return int(self.anchor + ((now - self.anchor) // self.period) * self.period)
 
     def period_bounds(self, now: float) -> tuple[float | None, float | None]:
         """(start, end) of the budget period `now` is in; (None, None) without a period."""
         if self.period is None:
             return None, None
-        start = self.anchor + self.period_index(now) * self.period
+        start = self.anchor + ((now - self.anchor) // self.period) * self.period
         return start, start + self.period
 
     def stored_spend(self, now: float) -> float:
         """What the store says was spent in the current period."""
-        return self.spend if self.spend_period == self.period_index(now) else 0.0
+        return self.spend if self.spend_period == self.period_key(now) else 0.0
 
     def allows(self, model: str) -> bool:
         """Whether `model` matches the allowed globs (none listed: every model)."""
@@ -183,13 +186,20 @@ class LimitsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[str] | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    max_parallel_requests: int | None = Field(default=None, ge=1)
-    max_budget: float | None = Field(default=None, ge=0)
-    budget_period: str | None = None
+    rpm: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    tpm: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    max_parallel_requests: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    max_budget: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
+    budget_period: str | None = Field(default=None, max_length=16)
     metadata: dict[str, Any] | None = None
     disabled: bool | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and len(repr(v)) > 16_384:
+            raise ValueError("metadata is limited to 16 KiB")
+        return v
 
     @field_validator("budget_period")
     @classmethod

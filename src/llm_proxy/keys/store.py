@@ -68,17 +68,23 @@ def _fresh(now: float) -> dict[str, Any]:
         "disabled": False,
         "budget_anchor": now,
         "spend": 0.0,
-        "spend_period": 0,
+        "spend_period": int(now),  # the first period starts at the anchor
         "total_spend": 0.0,
         "created_at": now,
         "updated_at": now,
     }
 
 
+async def _live_team(engine: AsyncEngine, team_id: str) -> None:
+    team = await get_team(engine, team_id)
+    if team is None or team.revoked_at is not None:
+        raise LookupError(f"team {team_id!r} does not exist")
+
+
 async def create_key(engine: AsyncEngine, body: KeyIn) -> tuple[Holder, str]:
     """(the new key, its secret): the secret exists only in this return value."""
-    if body.team_id is not None and await get_team(engine, body.team_id) is None:
-        raise LookupError(f"team {body.team_id!r} does not exist")
+    if body.team_id is not None:
+        await _live_team(engine, body.team_id)
     now = time.time()
     secret = new_secret()
     values = {
@@ -161,8 +167,8 @@ async def changed_since(engine: AsyncEngine, since: float) -> tuple[list[Holder]
 
 async def update_key(engine: AsyncEngine, key_id: str, body: KeyIn) -> Holder | None:
     values = _key_values(body)
-    if values.get("team_id") is not None and await get_team(engine, values["team_id"]) is None:
-        raise LookupError(f"team {values['team_id']!r} does not exist")
+    if values.get("team_id") is not None:
+        await _live_team(engine, values["team_id"])
     return await _update(engine, "key", key_id, values)
 
 
@@ -178,11 +184,15 @@ async def _update(
 ) -> Holder | None:
     table = keys if kind == "key" else teams
     now = time.time()
-    if "budget_period" in values:
-        # A new period starts now, with nothing spent in it.
-        values.update(budget_anchor=now, spend=0.0, spend_period=0)
     values["updated_at"] = now
     async with engine.begin() as conn:
+        if "budget_period" in values:
+            current = (
+                await conn.execute(select(table.c.budget_period).where(table.c.id == ident))
+            ).first()
+            if current is not None and current[0] != values["budget_period"]:
+                # A new period starts now, with nothing spent in it.
+                values.update(budget_anchor=now, spend=0.0, spend_period=int(now))
         done = await conn.execute(
             update(table).where(table.c.id == ident, table.c.revoked_at.is_(None)).values(**values)
         )
@@ -192,11 +202,25 @@ async def _update(
     return holder_from_row(row, kind)
 
 
+class TeamHasKeys(Exception):
+    """A team is deleted only once none of its keys is live (they would lose its limits)."""
+
+
 async def revoke(engine: AsyncEngine, kind: Literal["key", "team"], ident: str) -> Holder | None:
     """Revoke a key (or delete a team): the row stays for the spend history."""
     now = time.time()
     table = keys if kind == "key" else teams
     async with engine.begin() as conn:
+        if kind == "team":
+            live = (
+                await conn.execute(
+                    select(keys.c.id)
+                    .where(keys.c.team_id == ident, keys.c.revoked_at.is_(None))
+                    .limit(1)
+                )
+            ).first()
+            if live is not None:
+                raise TeamHasKeys(f"team {ident!r} still has live keys: revoke or move them first")
         done = await conn.execute(
             update(table)
             .where(table.c.id == ident, table.c.revoked_at.is_(None))
@@ -231,3 +255,12 @@ async def rotate(engine: AsyncEngine, key_id: str) -> tuple[Holder, str, str] | 
         )
         row = (await conn.execute(select(keys).where(keys.c.id == key_id))).one()
     return holder_from_row(row, "key"), secret, old[0]
+
+
+async def spend_of(engine: AsyncEngine, table: Any) -> list[tuple[str, float, int, float]]:
+    """(id, spend, spend_period, total_spend) of every live row of `table` (keys or teams)."""
+    q = select(table.c.id, table.c.spend, table.c.spend_period, table.c.total_spend).where(
+        table.c.revoked_at.is_(None)
+    )
+    async with engine.connect() as conn:
+        return [(r[0], r[1], r[2], r[3]) for r in (await conn.execute(q)).all()]

@@ -65,7 +65,7 @@ class MemoryLimits:
             self._budget_expiry[b.key] = now + b.ttl
         return got
 
-    async def settle(self, s: Settlement) -> None:
+    async def settle(self, s: Settlement, local: bool = True) -> None:
         self.settle_now(s, time.time())
 
     def settle_now(self, s: Settlement, now: float) -> None:

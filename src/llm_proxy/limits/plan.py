@@ -53,7 +53,7 @@ class RateState:
 
 @dataclass(slots=True)
 class Plan:
-    request_id: str
+    request_id: str  # the admission's own token: what slots and reservations are held under
     rates: list[Rate] = field(default_factory=list)
     slots: list[Slot] = field(default_factory=list)
     reserves: list[Reserve] = field(default_factory=list)
@@ -69,6 +69,7 @@ class Verdict:
     failed: object = None  # the Rate, Slot or Reserve that refused
     retry_after: float = 0.0
     budget_left: list[int] = field(default_factory=list)  # per reserve, after it (nano-USD)
+    local: bool = False  # admitted by the in-process fallback while Redis was unreachable
 
 
 @dataclass(slots=True)

@@ -6,9 +6,14 @@ the scripts are integer microseconds; money is integer nano-USD.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from llm_proxy.limits.memory import MemoryLimits
 from llm_proxy.limits.plan import Plan, RateState, Reserve, Settlement, Slot, Verdict
 
 log = logging.getLogger("llm_proxy")
@@ -57,7 +62,7 @@ local res = {}
 for j = 1, nb do
   local key, limit, amount, base, ttl = ARGV[i], tonumber(ARGV[i+1]), tonumber(ARGV[i+2]), ARGV[i+3], tonumber(ARGV[i+4])
   i = i + 5
-  redis.call('HSETNX', key, 's', base)
+  if redis.call('HSETNX', key, 's', base) == 1 then redis.call('EXPIRE', key, ttl) end
   local all = redis.call('HGETALL', key)
   local spent, reserved = 0, 0
   for k = 1, #all, 2 do
@@ -146,7 +151,11 @@ _US = 1_000_000
 
 
 class RedisLimits:
-    """The same limits as MemoryLimits, exact across processes (one round trip per call)."""
+    """The same limits as MemoryLimits, exact across processes (one round trip per call).
+
+    While Redis does not answer, calls are admitted by an in-process MemoryLimits instead (exact
+    per process only, budgets seeded from the store's spend): an outage of Redis must not become
+    one of the gateway. Decision 0011."""
 
     shared = True
 
@@ -157,8 +166,48 @@ class RedisLimits:
         self._admit = client.register_script(ADMIT)
         self._settle = client.register_script(SETTLE)
         self._peek = client.register_script(PEEK)
+        self.fallback = MemoryLimits()
+        self.down_since: float | None = None
+
+    def _lost(self, e: Exception) -> None:
+        if self.down_since is None:
+            self.down_since = time.time()
+            log.error(
+                "Redis unreachable: limits and budgets are per process until it is back",
+                extra={"event": "limits_redis_down", "error": type(e).__name__},
+            )
+
+    def _back(self) -> None:
+        if self.down_since is not None:
+            log.info(
+                "Redis reachable again: limits are shared again",
+                extra={
+                    "event": "limits_redis_up",
+                    "down_s": round(time.time() - self.down_since, 1),
+                },
+            )
+            self.down_since = None
 
     async def admit(self, plan: Plan) -> Verdict:
+        try:
+            verdict = await self._admit_shared(plan)
+        except RedisError as e:
+            self._lost(e)
+            # The script may have run before the answer was lost: give back what it took.
+            with contextlib.suppress(RedisError):
+                await self.settle(
+                    Settlement(
+                        plan.request_id, slots=plan.slots, reserves=[(b, 0) for b in plan.reserves]
+                    ),
+                    False,
+                )
+            verdict = self.fallback.admit_now(plan, time.time())
+            verdict.local = True
+            return verdict
+        self._back()
+        return verdict
+
+    async def _admit_shared(self, plan: Plan) -> Verdict:
         p = self.prefix
         args: list[Any] = [plan.request_id, self.hold_us, len(plan.rates)]
         for r in plan.rates:
@@ -181,7 +230,10 @@ class RedisLimits:
         left = [int(x) for x in got[1 + 2 * len(plan.rates) :]]
         return Verdict(True, states=states, budget_left=left)
 
-    async def settle(self, s: Settlement) -> None:
+    async def settle(self, s: Settlement, local: bool = False) -> None:
+        if local:
+            self.fallback.settle_now(s, time.time())
+            return
         p = self.prefix
         args: list[Any] = [s.request_id, len(s.rates)]
         for r, delta in s.rates:
@@ -195,7 +247,11 @@ class RedisLimits:
 
     async def spent(self, key: str) -> tuple[int, int] | None:
         """(spent, reserved) of a budget counter, if Redis holds it."""
-        got = await self.redis.hgetall(self.prefix + key)
+        try:
+            got = await self.redis.hgetall(self.prefix + key)
+        except RedisError as e:
+            self._lost(e)
+            return await self.fallback.spent(key)
         if not got:
             return None
         spent, reserved = 0, 0
@@ -207,11 +263,19 @@ class RedisLimits:
         return spent, reserved
 
     async def peek(self, key: str, limit: int, window: float) -> tuple[int, float]:
-        got = await self._peek(args=[self.prefix + key, limit, int(window * _US)])
+        try:
+            got = await self._peek(args=[self.prefix + key, limit, int(window * _US)])
+        except RedisError as e:
+            self._lost(e)
+            return await self.fallback.peek(key, limit, window)
         return int(got[0]), int(got[1]) / _US
 
     async def in_use(self, key: str) -> int:
-        return int(await self.redis.zcard(self.prefix + key))
+        try:
+            return int(await self.redis.zcard(self.prefix + key))
+        except RedisError as e:
+            self._lost(e)
+            return await self.fallback.in_use(key)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

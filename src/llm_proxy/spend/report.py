@@ -32,6 +32,8 @@ def since_day(text: str) -> str:
     t = text.strip().lower()
     if t and t[-1] in "smhdw" and t[:-1].isdigit():
         span = period_seconds(t) or 0.0
+        if span > 100 * 365 * 86400:
+            raise ValueError(f"{text!r} reaches back more than 100 years")
         return day_of(time.time() - span + (86400 if t.endswith("d") else 0))
     got = parse_time(text)
     if got is None:

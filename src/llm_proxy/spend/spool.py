@@ -31,7 +31,8 @@ class Spool:
         self._written = 0  # bytes in the open segment
         self._seq = 0
         self._fresh: set[str] = set()  # segments rotated here and not yet tried
-        self.bytes = sum(p.stat().st_size for p in self.dir.glob("*.ready"))
+        self.bytes = 0
+        self.recount()
 
     def full(self) -> bool:
         return self.bytes >= self.max_bytes
@@ -46,10 +47,14 @@ class Spool:
 
     def _open(self) -> None:
         self._seq += 1
-        self._path = self.dir / f"{os.getpid()}-{time.time_ns()}-{self._seq}.open"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._written = 0
+        name = f"{os.getpid()}-{time.time_ns()}-{self._seq}"
+        # Locked before it is visible as `.open`: nobody can take it for a dead writer's.
+        tmp = self.dir / f"{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = tmp.with_suffix(".open")
+        tmp.rename(path)
+        self._fd, self._path, self._written = fd, path, 0
 
     def rotate(self) -> None:
         """Close the open segment (if it holds rows) and mark it ready."""
@@ -77,9 +82,7 @@ class Spool:
                 finally:
                     os.close(fd)
                 with contextlib.suppress(FileNotFoundError):
-                    size = p.stat().st_size
                     p.rename(p.with_suffix(".ready"))
-                    self.bytes += size
         return sorted(self.dir.glob("*.ready"), key=_order)
 
     def claim(self, path: Path) -> int | None:
@@ -108,9 +111,17 @@ class Spool:
 
     def done(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
-            size = path.stat().st_size
             path.unlink()
-            self.bytes = max(0, self.bytes - size)
+
+    def recount(self) -> None:
+        """What waits on disk, every worker's included (they share the directory)."""
+        total = 0
+        with os.scandir(self.dir) as it:
+            for entry in it:
+                if entry.name.endswith((".ready", ".open")):
+                    with contextlib.suppress(FileNotFoundError):
+                        total += entry.stat().st_size
+        self.bytes = total
 
     def close(self) -> None:
         self.rotate()

@@ -142,47 +142,57 @@ class SpendWriter:
     async def flush(self) -> bool:
         """Move every ready row to the store; False if the store refused (rows stay spooled)."""
         async with self._lock:
-            self.spool.rotate()
-            for path in self.spool.ready():
-                fd = self.spool.claim(path)
-                if fd is None:
-                    continue  # another worker on this data dir is storing it
-                try:
-                    rows = read_segment(path, fd)
-                    # A segment this process wrote and never tried to store cannot be stored.
-                    replay = not self.spool.first_try(path)
-                    for i in range(0, len(rows), self.cfg.batch_size):
-                        self.written += await write_rows(
-                            self.engine, rows[i : i + self.cfg.batch_size], replay
-                        )
-                    self.spool.done(path)
-                except Exception as e:
-                    if self.down_since is None:
-                        self.down_since = time.time()
-                        log.warning(
-                            "spend store unreachable; rows wait in the spool",
-                            extra={"event": "spend_store_down", "error": type(e).__name__},
-                        )
-                    return False
-                finally:
-                    os.close(fd)
-            if self.down_since is not None:
-                log.info(
-                    "spend store reachable again; spool flushed",
-                    extra={
-                        "event": "spend_store_up",
-                        "down_s": round(time.time() - self.down_since, 1),
-                    },
-                )
-                self.down_since = None
-            return True
+            try:
+                return await self._flush()
+            finally:
+                self.spool.recount()
+
+    async def _flush(self) -> bool:
+        self.spool.rotate()
+        for path in self.spool.ready():
+            fd = self.spool.claim(path)
+            if fd is None:
+                continue  # another worker on this data dir is storing it
+            try:
+                rows = read_segment(path, fd)
+                # A segment this process wrote and never tried to store cannot be stored.
+                replay = not self.spool.first_try(path)
+                for i in range(0, len(rows), self.cfg.batch_size):
+                    self.written += await write_rows(
+                        self.engine, rows[i : i + self.cfg.batch_size], replay
+                    )
+                self.spool.done(path)
+            except Exception as e:
+                if self.down_since is None:
+                    self.down_since = time.time()
+                    log.warning(
+                        "spend store unreachable; rows wait in the spool",
+                        extra={"event": "spend_store_down", "error": type(e).__name__},
+                    )
+                return False
+            finally:
+                os.close(fd)
+        if self.down_since is not None:
+            log.info(
+                "spend store reachable again; spool flushed",
+                extra={
+                    "event": "spend_store_up",
+                    "down_s": round(time.time() - self.down_since, 1),
+                },
+            )
+            self.down_since = None
+        return True
 
     async def run(self) -> None:
         wait = self.cfg.flush_interval
         next_retention = time.monotonic() + 60.0
         while True:
             await asyncio.sleep(wait)
-            ok = await self.flush()
+            try:
+                ok = await self.flush()
+            except Exception:  # a disk error, say: log it, keep the writer alive, try again
+                log.exception("spend flush failed")
+                ok = False
             # While the store is down, back off (up to 5 s) instead of hammering it.
             wait = self.cfg.flush_interval if ok else min(max(wait * 2, 0.5), 5.0)
             if ok and self.cfg.retention_days and time.monotonic() >= next_retention:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -31,7 +32,7 @@ def _limits() -> list[Column[object]]:
         Column("budget_period", String(16)),  # "30d", "7d", "1d", "12h"
         Column("budget_anchor", Float, nullable=False),  # periods count from here
         Column("spend", Float, nullable=False, default=0.0),  # in the period `spend_period`
-        Column("spend_period", Integer, nullable=False, default=0),
+        Column("spend_period", BigInteger, nullable=False, default=0),  # its period's start
         Column("total_spend", Float, nullable=False, default=0.0),
         Column("metadata", JSON, nullable=False, default=dict),
         Column("disabled", Boolean, nullable=False, default=False),
