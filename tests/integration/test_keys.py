@@ -250,7 +250,7 @@ def test_fallbacks_respect_the_key_and_its_budget_reserves_their_price(
 ) -> None:
     gw = gateway_factory(config(fake_upstream[1], "", FALLBACKS))
     only_cheap = new_key(gw.url, models=["cheap"])
-    status, _, doc = request(
+    status, _, _ = request(
         gw.url,
         "POST",
         "/v1/chat/completions",
