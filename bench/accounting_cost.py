@@ -17,7 +17,6 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
 import os
@@ -28,44 +27,16 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import routing_cost  # noqa: E402  (the same in-process driver)
+
 MASTER = "sk-bench-routing"
-SCOPE = {
-    "type": "http",
-    "method": "POST",
-    "path": "/v1/chat/completions",
-    "query_string": b"",
-    "client": ("10.1.2.3", 1),
-    "server": ("127.0.0.1", 8000),
-    "scheme": "http",
-    "http_version": "1.1",
-    "root_path": "",
-}
 
 
 async def one_request(app: Any, body: bytes, key: str) -> None:
-    done = asyncio.Event()
-    sent = False
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(msg: dict[str, Any]) -> None:
-        nonlocal status
-        if msg["type"] == "http.response.start":
-            status = msg["status"]
-        elif not msg.get("more_body"):
-            done.set()
-
+    """routing_cost's driver, from a client that is not loopback (so the IP limit applies)."""
     headers = [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")]
-    await app({**SCOPE, "headers": headers}, receive, send)
-    if status != 200:
-        raise SystemExit(f"request failed with {status}")
+    await routing_cost.one_request(app, body, headers, client="10.1.2.3")
 
 
 def body(stream: bool) -> bytes:

@@ -42,7 +42,9 @@ SCOPE = {
 }
 
 
-async def one_request(app: Any, body: bytes) -> None:
+async def one_request(
+    app: Any, body: bytes, headers: list[tuple[bytes, bytes]] = HEADERS, client: str = "127.0.0.1"
+) -> None:
     done = asyncio.Event()
     sent = False
     status = 0
@@ -62,7 +64,7 @@ async def one_request(app: Any, body: bytes) -> None:
         elif not msg.get("more_body"):
             done.set()
 
-    await app({**SCOPE, "headers": HEADERS}, receive, send)
+    await app({**SCOPE, "headers": headers, "client": (client, 1)}, receive, send)
     if status != 200:
         raise SystemExit(f"request failed with {status}")
 

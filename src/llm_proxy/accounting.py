@@ -267,9 +267,9 @@ def settlement(ticket: Ticket, cost: float, tokens: int) -> Settlement | None:
 
 
 def spend_row(
-    rec: Any, p: Principal, ticket: Ticket | None, cost: float, now: float
+    rec: Any, p: Principal, tokens: tuple[int, int, int, int], cost: float, now: float
 ) -> dict[str, Any]:
-    """One spend_log row (tokens filled in by finish())."""
+    """One spend_log row; tokens = (prompt, completion, cached, reasoning)."""
     key: Holder | None = p.key
     return {
         "id": os.urandom(16).hex(),
@@ -281,10 +281,10 @@ def spend_row(
         "model": rec.model or "",
         "provider": rec.provider or "",
         "deployment": rec.deployment or "",
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "cached_tokens": 0,
-        "reasoning_tokens": 0,
+        "prompt_tokens": tokens[0],
+        "completion_tokens": tokens[1],
+        "cached_tokens": tokens[2],
+        "reasoning_tokens": tokens[3],
         "cost": cost,
         "latency_ms": round((time.monotonic() - rec.started) * 1000, 2),
         "ttft_ms": rec.ttft_ms,
@@ -318,9 +318,7 @@ async def finish(gw: Any, rec: Any, p: Principal, ticket: Ticket | None) -> None
         return  # an unreadable request from the master key: nothing to bill
     if d is None and gw.spool.full():
         return  # refused before reaching upstream while the spool is full: no row to keep
-    row = spend_row(rec, p, ticket, cost, now)
-    row["prompt_tokens"], row["completion_tokens"] = prompt, completion
-    row["cached_tokens"], row["reasoning_tokens"] = cached, reasoning
+    row = spend_row(rec, p, (prompt, completion, cached, reasoning), cost, now)
     try:
         gw.spool.append(row)
     except OSError as e:

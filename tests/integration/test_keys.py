@@ -184,15 +184,36 @@ def test_the_master_key_still_works_and_has_no_key_info(gw: RunningGateway) -> N
 def test_the_store_holds_hashes_never_secrets(gw: RunningGateway, tmp_path: Path) -> None:
     k = new_key(gw.url)
     rotated = request(gw.url, "POST", f"/admin/keys/{k['id']}/rotate")[2]
-    db = tmp_path / "data" / "llm-proxy.db"
-    if not db.exists():
-        return  # PostgreSQL: the multi-process test greps its tables
-    wal = db.with_name(db.name + "-wal")
-    raw = db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
-    assert k["prefix"].encode() in raw  # the file is readable: the grep below means something
+    raw = _store_dump(gw, tmp_path)
+    assert rotated["prefix"].encode() in raw  # the dump is readable: the grep below means something
     for secret in (k["key"], rotated["key"]):
         assert secret.encode() not in raw
         assert secret[12:].encode() not in raw
+
+
+def _store_dump(gw: RunningGateway, tmp_path: Path) -> bytes:
+    """Every byte the store holds: the SQLite file and its WAL, or every PostgreSQL row."""
+    schema = gw.gw.runtime.settings.database_schema
+    if schema is None:
+        db = tmp_path / "data" / "llm-proxy.db"
+        wal = db.with_name(db.name + "-wal")
+        return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    import asyncio
+
+    import asyncpg
+
+    from tests.services import PG_URL
+
+    async def dump() -> bytes:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'SET search_path TO "{schema}"')
+            rows = [await conn.fetch(f"SELECT * FROM {t}") for t in ("keys", "teams")]
+            return repr(rows).encode()
+        finally:
+            await conn.close()
+
+    return asyncio.run(dump())
 
 
 def test_a_budget_for_10_calls_holds_against_50_concurrent(gw: RunningGateway) -> None:
