@@ -16,7 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_proxy import __version__
 from llm_proxy.api.admin import build_admin
+from llm_proxy.api.catalog import build_catalog
 from llm_proxy.api.openapi import chat_completions_path
+from llm_proxy.api.ws import build_ws
 from llm_proxy.auth import ensure_master_key
 from llm_proxy.config.load import load_config, process_env
 from llm_proxy.errors import GatewayError, InvalidRequestError, NotFoundError
@@ -153,6 +155,8 @@ def build_fastapi(gw: Gateway) -> FastAPI:
         return app.openapi_schema
 
     app.include_router(build_admin(gw))
+    app.include_router(build_catalog(gw))
+    app.include_router(build_ws(gw))
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 
