@@ -21,11 +21,13 @@ from llm_proxy.api.openapi import chat_completions_path
 from llm_proxy.api.ws import build_ws
 from llm_proxy.auth import ensure_master_key
 from llm_proxy.config.load import load_config, process_env
+from llm_proxy.endpoints import audio, completions, embeddings, images
+from llm_proxy.endpoints.models import build_models
 from llm_proxy.errors import GatewayError, InvalidRequestError, NotFoundError
 from llm_proxy.gateway import Gateway
 from llm_proxy.observability.logging import setup_logging
 from llm_proxy.observability.middleware import GatewayMiddleware
-from llm_proxy.pipeline import chat_completions
+from llm_proxy.pipeline import Endpoint, chat_completions, serve
 from llm_proxy.routing.health import iso, overall, provider_views, route_view, summary
 
 
@@ -155,6 +157,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
         return app.openapi_schema
 
     app.include_router(build_admin(gw))
+    app.include_router(build_models(gw))
     app.include_router(build_catalog(gw))
     app.include_router(build_ws(gw))
     app.openapi = openapi  # type: ignore[method-assign]
@@ -164,8 +167,27 @@ def build_fastapi(gw: Gateway) -> FastAPI:
 def build_app(gw: Gateway) -> Any:
     """FastAPI wrapped by the gateway middleware, which also serves the hot paths and CORS."""
     inner = build_fastapi(gw)
-    fast = {"/v1/chat/completions": chat_completions}  # POST only
+    fast: dict[str, Any] = {"/v1/chat/completions": chat_completions}  # POST only
+    for path, endpoint in ENDPOINTS.items():
+        fast[path] = _serving(endpoint)
     return GatewayMiddleware(inner, gw, fast)  # CORS included (seed 004 semantics)
+
+
+# The other APIs served by the call pipeline (POST only): endpoints/ defines each.
+ENDPOINTS: dict[str, Endpoint] = {
+    "/v1/completions": completions.ENDPOINT,
+    "/v1/embeddings": embeddings.ENDPOINT,
+    "/v1/images/generations": images.ENDPOINT,
+    "/v1/audio/speech": audio.SPEECH,
+    "/v1/audio/transcriptions": audio.TRANSCRIPTIONS,
+}
+
+
+def _serving(endpoint: Endpoint) -> Any:
+    async def handler(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await serve(gw, scope, receive, send, endpoint)
+
+    return handler
 
 
 def create_gateway(config_path: str | None, env: dict[str, str] | None = None) -> Gateway:

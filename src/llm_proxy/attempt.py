@@ -22,7 +22,7 @@ import orjson
 from llm_proxy import errors as E
 from llm_proxy.api.http import send_json
 from llm_proxy.auth import Principal
-from llm_proxy.formats import openai_chat
+from llm_proxy.formats import WireFormat, openai_chat
 from llm_proxy.gateway import Gateway
 from llm_proxy.limits.concurrency import ConcurrencyLimiter
 from llm_proxy.routing.balance import Candidate
@@ -32,11 +32,6 @@ from llm_proxy.upstream.client import UpstreamResponse
 
 log = logging.getLogger("llm_proxy")
 
-SSE_HEADERS = (
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-)
 # In translated (OpenAI-shaped) events: something the client would see. The role chunk's
 # `"content":""` is not. JSON strings escape their quotes, so text inside content cannot match.
 # The regex is for upstreams that write JSON with spaces; compact JSON is checked with plain
@@ -78,6 +73,8 @@ class Ready:
     usage: dict[str, Any] | None = None
     probe: bool = False  # this attempt holds its deployment's half-open probe
     slot: ConcurrencyLimiter | None = None  # the deployment's concurrency slot, until the end
+    wire: WireFormat | None = None  # what the answer is read with (None: the deployment's own)
+    content_type: bytes = b"application/json"  # of a plain answer
 
     def discard(self) -> None:
         """A hedge that lost the race after it was ready: close it, no verdict on the upstream."""
@@ -113,14 +110,21 @@ async def call(
     headers: dict[bytes, bytes],
     principal: Principal,
     stream: bool,
+    target: Any = None,
 ) -> UpstreamResponse:
     """Send one attempt's payload (from the wire format's to_upstream) upstream; an upstream
-    error status becomes a typed GatewayError."""
+    error status becomes a typed GatewayError. `target` (endpoints.op.Target): another
+    endpoint of the deployment than chat, with its own URL and extra headers."""
     p = deployment.provider
     up_headers, forwarded = _upstream_headers(deployment, headers, principal)
+    if target is not None and target.headers:
+        up_headers = {**up_headers, **target.headers}
     if p.token_source is not None:  # short-lived credentials (Vertex AI), refreshed off the loop
         up_headers = {**up_headers, "Authorization": await p.token_source.authorization()}
-    url = deployment.stream_url if stream else deployment.url
+    if target is not None:
+        url = target.stream_url if stream else target.url
+    else:
+        url = deployment.stream_url if stream else deployment.url
     if p.signer is not None:  # request signing (AWS SigV4 for Bedrock) covers the final bytes
         up_headers = p.signer.sign("POST", url, up_headers, payload)
     resp = await gw.transport(p.type).send(
@@ -137,7 +141,8 @@ async def call(
         if forwarded:
             token = up_headers[p.auth_header].removeprefix(p.auth_scheme)
             secrets = (*secrets, token.encode("latin-1"))
-        raise p.wire.from_upstream_error(
+        wire = target.wire if target is not None else p.wire
+        raise wire.from_upstream_error(
             resp.status, raw, dict(resp.headers), forwarded, p.type == "mock", secrets
         )
     return resp
@@ -150,11 +155,15 @@ async def attempt(
     headers: dict[bytes, bytes],
     principal: Principal,
     stream: bool,
+    op: Any = None,
 ) -> Ready:
     """Run one attempt up to the point of commit. Failures settle the stats and are raised;
-    raises Refused when the breaker says no. A ready stream's stats are settled by relay()."""
+    raises Refused when the breaker says no. A ready stream's stats are settled by relay().
+    `op` (endpoints.op.Op): a call other than a chat completion, or one in another API's shape;
+    it names the wire format and URL each deployment is called with."""
     stats, d = cand.stats, cand.deployment
-    wire = d.provider.wire
+    target = op.target(d) if op is not None else None
+    wire = target.wire if target is not None else d.provider.wire
     # Translated first: a request the format itself refuses never reaches (or judges) upstream.
     payload = wire.to_upstream(body, d.model, d.params, stream)
     # The deployment's own concurrency cap first: a wait in its queue (503 when full: retryable,
@@ -171,18 +180,19 @@ async def attempt(
     resp: UpstreamResponse | None = None
     try:
         if stream:
-            resp = await call(gw, d, payload, headers, principal, stream)
-            ready = await _until_content(resp, cand, body, t0, probe)
+            resp = await call(gw, d, payload, headers, principal, stream, target)
+            ready = await _until_content(resp, cand, body, t0, probe, wire)
             ready.slot, held = held, None  # relay() gives it back when the stream ends
             return ready
         try:
-            resp = await call(gw, d, payload, headers, principal, stream)
+            resp = await call(gw, d, payload, headers, principal, stream, target)
             raw = await resp.read()
         finally:
             if held is not None:
                 held.release()
                 held = None
         out, usage = wire.from_upstream(raw, body["model"], int(time.time()))
+        ctype = wire.content_type or _content_type(resp)
     except E.GatewayError as err:
         _give_back(held, resp)
         now = time.monotonic()
@@ -195,7 +205,14 @@ async def attempt(
     latency = time.monotonic() - t0
     total = usage.get("total_tokens") if usage else None
     stats.answered(t0 + latency, latency, total if isinstance(total, int) else 0)
-    return Ready(cand, t0, out, usage=usage)
+    return Ready(cand, t0, out, usage=usage, wire=wire, content_type=ctype)
+
+
+def _content_type(resp: UpstreamResponse) -> bytes:
+    h = resp.headers
+    return str(h.get("content-type", h.get("Content-Type", "application/octet-stream"))).encode(
+        "latin-1", "replace"
+    )
 
 
 def _give_back(held: ConcurrencyLimiter | None, resp: UpstreamResponse | None) -> None:
@@ -213,9 +230,13 @@ def _tokens(usage: dict[str, Any] | None) -> int:
 
 
 async def _until_content(
-    resp: UpstreamResponse, cand: Candidate, body: dict[str, Any], t0: float, probe: bool
+    resp: UpstreamResponse,
+    cand: Candidate,
+    body: dict[str, Any],
+    t0: float,
+    probe: bool,
+    fmt: WireFormat,
 ) -> Ready:
-    fmt = cand.deployment.provider.wire
     ctype = resp.headers.get("content-type", resp.headers.get("Content-Type", ""))
     if fmt.stream_content_type not in ctype:
         await resp.read()
@@ -225,22 +246,25 @@ async def _until_content(
     state = fmt.new_stream_state(body["model"], wants_usage, int(time.time()))
     dec = fmt.decoder()
     translate = fmt.from_upstream_events
+    seen = fmt.has_content or has_content
     held = b""
     chunks = resp.iter_chunks()
     async for chunk in chunks:
         segment = dec.segment(chunk)
         if segment and (out := translate(segment, state)):
-            if not has_content(out):
+            if not seen(out):
                 _raise_error_event(out, cand)
                 held += out
                 continue
             cand.stats.first_token(time.monotonic() - t0)
-            return Ready(cand, t0, held + out, resp, chunks, state, dec, probe=probe)
+            return Ready(cand, t0, held + out, resp, chunks, state, dec, probe=probe, wire=fmt)
     tail = fmt.finish_stream(state, dec.flush())
-    if not has_content(tail):
+    if not seen(tail):
         _raise_error_event(tail, cand)
     cand.stats.first_token(time.monotonic() - t0)
-    return Ready(cand, t0, held + tail, resp, None, state, dec, finished=True, probe=probe)
+    return Ready(
+        cand, t0, held + tail, resp, None, state, dec, finished=True, probe=probe, wire=fmt
+    )
 
 
 # An error event has no HTTP status: the one its type stands for (else 502), so that the OpenAI
@@ -279,15 +303,19 @@ async def relay(
     """Commit: send the head and what was held back, then relay the rest as it arrives."""
     if ready.resp is None:
         rec.responded, rec.status, rec.usage = True, 200, ready.usage
-        await send_json(send, 200, ready.out, [(b"content-type", b"application/json"), *info])
+        await send_json(send, 200, ready.out, [(b"content-type", ready.content_type), *info])
         return
     resp, state, stats = ready.resp, ready.state, ready.cand.stats
-    fmt = ready.cand.deployment.provider.wire
+    fmt = ready.wire or ready.cand.deployment.provider.wire
+    stream_error = fmt.stream_error or _openai_stream_error
     failure: E.GatewayError | None = None
     verdict = True  # False: the gateway itself failed, which says nothing of the upstream
     tail = b""
     try:
-        head = {"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *info]}
+        top = fmt.stream_headers
+        if top is None:
+            top = ((b"content-type", _content_type(resp)), (b"cache-control", b"no-cache"))
+        head = {"type": "http.response.start", "status": 200, "headers": [*top, *info]}
         await send(head)
         rec.responded, rec.status = True, 200
         if ready.finished:
@@ -314,7 +342,7 @@ async def relay(
     except E.GatewayError as err:
         failure = err
         rec.status, rec.error = err.status, err.code or err.type
-        tail = openai_chat.stream_error(err)
+        tail = stream_error(err, state)
     except asyncio.CancelledError:
         stats.cancelled(ready.probe)  # the client went away: no verdict on the upstream
         raise
@@ -322,8 +350,9 @@ async def relay(
         # Headers are gone: the only honest ending left is an error event, never a silent cut.
         log.exception("stream relay failed", extra={"request_id": rec.request_id})
         rec.status, rec.error, verdict = 500, "internal_error", False
-        tail = openai_chat.stream_error(
-            E.GatewayError("The gateway failed while relaying the stream.", code="internal_error")
+        tail = stream_error(
+            E.GatewayError("The gateway failed while relaying the stream.", code="internal_error"),
+            state,
         )
     finally:
         resp.close()
@@ -341,6 +370,10 @@ async def relay(
     else:
         stats.failed(now, failure, now - ready.started, ready.probe)
     await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _openai_stream_error(err: E.GatewayError, state: Any) -> bytes:
+    return openai_chat.stream_error(err)
 
 
 __all__ = ["Ready", "Refused", "attempt", "call", "relay"]

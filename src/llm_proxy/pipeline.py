@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,14 @@ import orjson
 
 from llm_proxy import accounting
 from llm_proxy import errors as E
-from llm_proxy.api.http import ClientDisconnected, DisconnectWatch, read_body, send_error
+from llm_proxy.api.http import (
+    ClientDisconnected,
+    DisconnectWatch,
+    error_headers,
+    read_body,
+    send_error,
+    send_json,
+)
 from llm_proxy.attempt import Ready, Refused, attempt, relay
 from llm_proxy.auth import Principal
 from llm_proxy.canonical.chat import parse_json, validate_chat
@@ -69,6 +77,19 @@ class Call:
     headers: dict[bytes, bytes]
     principal: Principal
     rec: CallRecord
+    op: Any = None  # endpoints.op.Op: another endpoint than chat (None: a chat completion)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An API served through this pipeline besides chat completions (endpoints/ defines them).
+
+    `parse(raw body, headers)` validates the request and gives (the body routing and admission
+    read, chat-shaped where it can be; the Op that says what each deployment is called with).
+    `error` renders an error in the endpoint's own shape (None: OpenAI's)."""
+
+    parse: Callable[[bytes, dict[bytes, bytes]], Awaitable[tuple[dict[str, Any], Any]]]
+    error: Callable[[E.GatewayError], bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +103,13 @@ class Tries:
 
 async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
     """POST /v1/chat/completions, plain or streamed."""
+    await serve(gw, scope, receive, send, None)
+
+
+async def serve(
+    gw: Gateway, scope: dict[str, Any], receive: Any, send: Any, endpoint: Endpoint | None
+) -> None:
+    """One call through every stage; `endpoint` None is a chat completion."""
     router = gw.router  # one table for the whole call, whatever a reload does meanwhile
     settings = router.runtime.settings
     st = scope["state"]
@@ -90,11 +118,15 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     principal: Principal = st["principal"]
     ticket: accounting.Ticket | None = None
     admitted = False
+    op = None
     try:
         raw = await read_body(
             receive, headers, settings.max_request_bytes, settings.body_read_timeout
         )
-        body = validate_chat(parse_json(raw))
+        if endpoint is None:
+            body = validate_chat(parse_json(raw))
+        else:
+            body, op = await endpoint.parse(raw, headers)
         rec.model, rec.stream, rec.body = body["model"], bool(body.get("stream")), body
         if principal.key is not None:
             accounting.check_models(principal, rec.model)
@@ -122,7 +154,7 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
         try:
             await gw.limiter.acquire()
             try:
-                call = Call(gw, router, headers, principal, rec)
+                call = Call(gw, router, headers, principal, rec, op)
                 try:
                     ready = await call_with_failover(call, route, body)
                 except E.GatewayError as err:  # context length: bigger models, condensation
@@ -147,13 +179,20 @@ async def chat_completions(gw: Gateway, scope: dict[str, Any], receive: Any, sen
     except E.GatewayError as err:
         rec.status, rec.error = err.status, err.code or err.type
         if not rec.responded:
-            await send_error(send, err)
+            await _send_failure(send, err, endpoint)
     except ClientDisconnected:
         rec.status, rec.disconnected = 499, True
     finally:
         await accounting.finish(gw, rec, principal, ticket if admitted else None)
         if settings.log_requests:
             record_call(rec)
+
+
+async def _send_failure(send: Any, err: E.GatewayError, endpoint: Endpoint | None) -> None:
+    if endpoint is not None and endpoint.error is not None:
+        await send_json(send, err.status, endpoint.error(err), error_headers(err))
+    else:
+        await send_error(send, err)
 
 
 def reachable(router: Router, route: Route, principal: Principal) -> list[Any]:
@@ -181,7 +220,7 @@ async def recover(call: Call, route: Route, body: dict[str, Any], first: E.Gatew
     then (non-streamed) condensation and one more try. Any other error is raised as it is."""
     rec = call.rec
     cfg = rec.settings.condensation
-    if not condense.is_context_error(first, cfg):
+    if not condense.is_context_error(first, cfg) or not (call.op is None or call.op.condensable):
         raise first
     for name in route.policy.context_window_fallbacks:
         if not accounting.allowed(call.principal, name):
@@ -220,6 +259,10 @@ async def call_with_failover(call: Call, route: Route, body: dict[str, Any]) -> 
         r = routes[i]
         i += 1
         cands = r.candidates
+        if call.op is not None:
+            cands = call.op.able(cands)
+            if not cands and r is route:
+                raise call.op.unable(r.model)
         if tags is not None:
             cands = _tagged(cands, tags)
             if not cands and r is route:
@@ -288,9 +331,11 @@ async def _try_plan(
                 if remaining is not None and remaining < _total_timeout(cand):
                     async with asyncio.timeout(remaining):
                         return await attempt(
-                            call.gw, cand, body, call.headers, call.principal, rec.stream
+                            call.gw, cand, body, call.headers, call.principal, rec.stream, call.op
                         )
-                return await attempt(call.gw, cand, body, call.headers, call.principal, rec.stream)
+                return await attempt(
+                    call.gw, cand, body, call.headers, call.principal, rec.stream, call.op
+                )
             except Refused:  # another request holds its half-open probe
                 rec.attempts -= 1
                 tries.skipped.append((cand, "circuit half-open, probing"))
@@ -343,7 +388,9 @@ async def _hedged(
     async def run(cand: Candidate) -> Ready:
         rec.attempts += 1
         try:
-            return await attempt(call.gw, cand, body, call.headers, call.principal, rec.stream)
+            return await attempt(
+                call.gw, cand, body, call.headers, call.principal, rec.stream, call.op
+            )
         except E.GatewayError as err:
             by_error[id(err)] = cand
             raise
@@ -472,7 +519,11 @@ def _info(
         out.append((b"x-llm-proxy-condensed", rec.condensed.encode()))
     if rec.hedged:
         out.append((b"x-llm-proxy-hedged", b"true"))
-    if ready.resp is None and headers.get(b"x-proxy-info", b"").lower() in (b"true", b"1"):
+    if (
+        ready.resp is None
+        and ready.wire is ready.cand.deployment.provider.wire  # a chat completion
+        and headers.get(b"x-proxy-info", b"").lower() in (b"true", b"1")
+    ):
         info = {
             "provider": d.provider.name,
             "deployment": d.label,
@@ -535,4 +586,13 @@ async def _summarise(call: Call, ask: dict[str, Any]) -> str | None:
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
-__all__ = ["Call", "CallRecord", "call_with_failover", "chat_completions", "pick_route", "recover"]
+__all__ = [
+    "Call",
+    "CallRecord",
+    "Endpoint",
+    "call_with_failover",
+    "chat_completions",
+    "pick_route",
+    "recover",
+    "serve",
+]

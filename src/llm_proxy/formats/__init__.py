@@ -28,7 +28,20 @@ class WireFormat:
     from_upstream_error: Callable[..., GatewayError]
     # Stream framing: a decoder with segment(chunk) -> complete events and flush() -> leftovers.
     decoder: Callable[[], Any] = SSEDecoder
-    stream_content_type: str = "text/event-stream"
+    stream_content_type: str = "text/event-stream"  # what the upstream must answer a stream with
+    # What the formats below need beyond the chat wire formats (endpoints/ builds them):
+    # whether translated events carry something the client would see (None: the OpenAI check),
+    has_content: Callable[[bytes], bool] | None = None
+    # the event that ends a started stream with an error (None: an OpenAI error event),
+    stream_error: Callable[[GatewayError, Any], bytes] | None = None
+    # the head of a relayed stream (None: the upstream's own content-type, for raw bytes),
+    stream_headers: tuple[tuple[bytes, bytes], ...] | None = (
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+    )
+    # and the content-type of a plain answer (None: the upstream's own).
+    content_type: bytes | None = b"application/json"
 
 
 def _of(name: str, module: Any) -> WireFormat:

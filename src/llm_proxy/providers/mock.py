@@ -144,6 +144,8 @@ class MockTransport:
         timeouts: Timeouts,
         max_connections: int = 256,
     ) -> _Response:
+        if not url.endswith("/chat/completions"):
+            return _other(url, body)
         req = orjson.loads(body)
         model = str(req.get("model", ""))
         if model.startswith("error-"):
@@ -188,6 +190,42 @@ class MockTransport:
         return _Response(
             200, chunks=_stream(head, toks, usage if with_usage else None), delay=delay
         )
+
+
+def _other(url: str, body: bytes) -> _Response:
+    """The mock's other endpoints: deterministic embeddings, images, speech, transcripts."""
+    path = url.removeprefix("mock://local")
+    if path == "/audio/transcriptions":
+        return _Response(200, orjson.dumps({"text": f"mock transcript of {len(body)} bytes"}))
+    req = orjson.loads(body)
+    model = str(req.get("model", ""))
+    if model.startswith("error-"):
+        return _error(model)
+    if path == "/embeddings":
+        inp = req.get("input")
+        items = inp if isinstance(inp, list) and inp and not isinstance(inp[0], int) else [inp]
+        dims = req.get("dimensions") or 8
+        data = []
+        for i, item in enumerate(items):
+            seed = len(str(item))
+            vec = [round(((seed * (k + 1)) % 97) / 97, 6) for k in range(dims)]
+            data.append({"object": "embedding", "index": i, "embedding": vec})
+        n = sum(len(str(x).split()) for x in items)
+        doc = {"object": "list", "data": data, "model": model,
+               "usage": {"prompt_tokens": n, "total_tokens": n}}  # fmt: skip
+        return _Response(200, orjson.dumps(doc))
+    if path == "/images/generations":
+        n = req.get("n") or 1
+        b64 = req.get("response_format") == "b64_json"
+        png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="  # fmt: skip
+        data = [{"b64_json": png} if b64 else {"url": f"https://mock.invalid/{i}.png"}
+                for i in range(n)]  # fmt: skip
+        return _Response(200, orjson.dumps({"created": int(time.time()), "data": data}))
+    if path == "/audio/speech":
+        text = str(req.get("input", "")).encode()
+        audio = [b"ID3mock", *(text[i : i + 64] for i in range(0, len(text), 64))]
+        return _Response(200, chunks=audio, headers={"content-type": "audio/mpeg"})
+    return _error_body(404, f"The mock has no {path} endpoint.", "unknown_url")
 
 
 def _chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None, usage: bool) -> bytes:
