@@ -54,6 +54,11 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
     tools = body.get("tools")
     if tools:
         chars += len(repr(tools))
+    inp = body.get("input")  # embeddings
+    if inp is not None and n == 0:
+        items = inp if isinstance(inp, list) else [inp]
+        for x in items:
+            chars += len(x) if isinstance(x, str) else 3 * (len(x) if isinstance(x, list) else 1)
     return chars // 3 + 4 * n + 1
 
 
@@ -135,7 +140,7 @@ def _worst_case(body: dict[str, Any], deployments: list[Any], prompt: int, setti
     dearest deployment it may reach. A call that sets no output limit gets one (the reserved
     `spend.reserve_max_tokens`), so it cannot cost more than was reserved."""
     out = max_output(body, 0)
-    if not out:
+    if not out and "messages" in body:  # a generation: capped at what was reserved
         out = settings.spend.reserve_max_tokens
         body["max_completion_tokens"] = out
     n = body.get("n")

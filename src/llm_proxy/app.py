@@ -21,7 +21,14 @@ from llm_proxy.api.openapi import chat_completions_path
 from llm_proxy.api.ws import build_ws
 from llm_proxy.auth import ensure_master_key
 from llm_proxy.config.load import load_config, process_env
-from llm_proxy.endpoints import audio, completions, embeddings, images
+from llm_proxy.endpoints import (
+    audio,
+    completions,
+    embeddings,
+    images,
+    messages,
+    seeds,
+)
 from llm_proxy.endpoints.models import build_models
 from llm_proxy.errors import GatewayError, InvalidRequestError, NotFoundError
 from llm_proxy.gateway import Gateway
@@ -170,6 +177,7 @@ def build_app(gw: Gateway) -> Any:
     fast: dict[str, Any] = {"/v1/chat/completions": chat_completions}  # POST only
     for path, endpoint in ENDPOINTS.items():
         fast[path] = _serving(endpoint)
+    fast["/v1/messages/count_tokens"] = messages.count_tokens
     return GatewayMiddleware(inner, gw, fast)  # CORS included (seed 004 semantics)
 
 
@@ -180,6 +188,11 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/v1/images/generations": images.ENDPOINT,
     "/v1/audio/speech": audio.SPEECH,
     "/v1/audio/transcriptions": audio.TRANSCRIPTIONS,
+    "/v1/messages": messages.ENDPOINT,
+    "/proxy": seeds.PROXY,  # seed 004
+    "/proxy/stream": seeds.PROXY_STREAM,
+    "/api/v1/inference": seeds.INFERENCE,  # seed 001
+    "/api/v1/inference/stream": seeds.INFERENCE_STREAM,
 }
 
 

@@ -43,15 +43,20 @@ class Target:
 class Op:
     """One request's choice of Target per deployment (cached: attempts ask again)."""
 
-    __slots__ = ("_cache", "_pick", "condensable", "name")
+    __slots__ = ("_cache", "_pick", "condensable", "name", "why")
 
     def __init__(
-        self, name: str, pick: Callable[[Deployment], Target | None], condensable: bool = False
+        self,
+        name: str,
+        pick: Callable[[Deployment], Target | None],
+        condensable: bool = False,
+        why: E.GatewayError | None = None,
     ) -> None:
         self.name = name
         self._pick = pick
         self._cache: dict[int, Target | None] = {}
         self.condensable = condensable  # a context-length error may be condensed and retried
+        self.why = why  # why some deployments cannot serve it (the error when none can)
 
     def target(self, d: Deployment) -> Target | None:
         key = id(d)
@@ -62,7 +67,9 @@ class Op:
     def able(self, cands: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(c for c in cands if self.target(c.deployment) is not None)
 
-    def unable(self, model: str) -> E.InvalidRequestError:
+    def unable(self, model: str) -> E.GatewayError:
+        if self.why is not None:
+            return self.why
         return E.InvalidRequestError(
             f"No deployment of the model '{model}' supports {self.name}.",
             param="model",
