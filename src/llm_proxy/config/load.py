@@ -147,6 +147,39 @@ def _env_overrides(env: dict[str, str], origin: dict[str, str]) -> dict[str, Any
         except ValueError:
             out["request_timeout"] = env["REQUEST_TIMEOUT"]
     # Seed 004: MAX_REQUEST_BYTES=0 disables the check.
+    ws = _ws_env(env)
+    if ws:
+        out["websocket"] = ws
+        origin["websocket"] = "env " + " / ".join(_WS_ENV[k] for k in ws)
+    return out
+
+
+_WS_ENV = {"max_connections": "WS_MAX_CONNECTIONS", "heartbeat_interval": "WS_HEARTBEAT_INTERVAL"}
+
+
+def _ws_env(env: dict[str, str]) -> dict[str, Any]:
+    """Seed 001's WS_MAX_CONNECTIONS and WS_HEARTBEAT_INTERVAL (milliseconds; ours is seconds)."""
+    out: dict[str, Any] = {}
+    if env.get("WS_MAX_CONNECTIONS"):
+        out["max_connections"] = env["WS_MAX_CONNECTIONS"]
+    raw = env.get("WS_HEARTBEAT_INTERVAL")
+    if raw:
+        try:
+            out["heartbeat_interval"] = float(raw) / 1000.0
+        except ValueError:
+            out["heartbeat_interval"] = raw  # validation names the variable
+    return out
+
+
+def _merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers win; the `websocket` block (which env vars fill in part) merges key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for k, v in layer.items():
+            old = out.get(k)
+            if k == "websocket" and isinstance(old, dict) and isinstance(v, dict):
+                v = {**old, **v}
+            out[k] = v
     return out
 
 
@@ -193,7 +226,7 @@ def load_config(
     origin: dict[str, str] = {}
     env_values = _env_overrides(env, origin)
     origin.update({k: f"--{k.replace('_', '-')}" for k in overrides or {}})
-    merged = {**raw, **env_values, **(overrides or {})}
+    merged = _merged(raw, env_values, overrides or {})
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as e:

@@ -266,6 +266,17 @@ class IpLimitsConfig(Strict):
         return v
 
 
+class WebSocketConfig(Strict):
+    """Seed 001's WebSocket API at /ws (api/ws.py). Limits are per worker process."""
+
+    max_connections: int = Field(default=1000, ge=1)  # WS_MAX_CONNECTIONS; past it: close 1013
+    heartbeat_interval: float = Field(default=30.0, ge=0)  # seconds; 0 = no heartbeats
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # a bigger message: error 413
+    max_streams_per_connection: int = Field(default=16, ge=1)  # in flight at once on one socket
+    auth_timeout: float = Field(default=5.0, gt=0)  # seconds for the first `auth` message
+    idle_timeout: float | None = Field(default=None, gt=0)  # close a socket idle this long
+
+
 class SpendConfig(Strict):
     """The spend log: rows are spooled to disk at once, then written to the store in batches."""
 
@@ -336,6 +347,7 @@ class Settings(Strict):
     redis_prefix: str = Field(default="llmp", pattern=r"^[A-Za-z0-9_.:\-]+$")
     key_refresh_interval: float = Field(default=1.0, gt=0)  # seconds between key-store polls
     ip_limits: IpLimitsConfig = IpLimitsConfig()
+    websocket: WebSocketConfig = WebSocketConfig()
     spend: SpendConfig = SpendConfig()
     health: HealthConfig = HealthConfig()
     condensation: CondensationConfig = CondensationConfig()

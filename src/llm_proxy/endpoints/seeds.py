@@ -7,7 +7,7 @@
   answer is the chat completion (the model as the client named it) or its SSE stream. Errors
   are in seed 001's shape: {"error": {"code": <status>, "message", "type", "details"}}, with
   OpenAI's `param` inside too. Its types: validation, authentication, permission, not_found,
-  rate_limit, upstream (the seed's "openrouter": the provider failed), internal.
+  rate_limit, openrouter (the seed's name for "the upstream provider failed"), internal.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _parser(stream: bool | None, seed4: bool) -> Any:
 
 _SEED1_TYPES = {
     401: "authentication", 403: "permission", 404: "not_found", 429: "rate_limit",
-    502: "upstream", 503: "upstream", 504: "upstream",
+    502: "openrouter", 503: "openrouter", 504: "openrouter",
 }  # fmt: skip
 
 
