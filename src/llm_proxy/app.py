@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llm_proxy import __version__
 from llm_proxy.api.admin import build_admin
 from llm_proxy.api.catalog import build_catalog
-from llm_proxy.api.openapi import chat_completions_path
+from llm_proxy.api.openapi import pipeline_paths
 from llm_proxy.api.ws import build_ws
 from llm_proxy.auth import ensure_master_key
 from llm_proxy.config.load import load_config, process_env
@@ -159,7 +159,13 @@ def build_fastapi(gw: Gateway) -> FastAPI:
             schema = get_openapi(
                 title=app.title, version=app.version, routes=app.routes, summary=app.summary
             )
-            schema.setdefault("paths", {}).update(chat_completions_path())
+            schema.setdefault("paths", {}).update(pipeline_paths())
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The master key or a virtual key (also accepted as X-API-Key).",
+            }
+            schema["security"] = [{"bearer": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 
