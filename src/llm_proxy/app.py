@@ -27,6 +27,7 @@ from llm_proxy.endpoints import (
     embeddings,
     images,
     messages,
+    responses,
     seeds,
 )
 from llm_proxy.endpoints.models import build_models
@@ -195,6 +196,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     "/v1/audio/speech": audio.SPEECH,
     "/v1/audio/transcriptions": audio.TRANSCRIPTIONS,
     "/v1/messages": messages.ENDPOINT,
+    "/v1/responses": responses.ENDPOINT,
     "/proxy": seeds.PROXY,  # seed 004
     "/proxy/stream": seeds.PROXY_STREAM,
     "/api/v1/inference": seeds.INFERENCE,  # seed 001
