@@ -143,6 +143,17 @@ class HedgeConfig(Strict):
     max_delay: float = Field(default=10.0, gt=0)
 
 
+class ModelInfo(Strict):
+    """Seed 001 catalog fields (/api/v1/models); each set one overrides the built-in default."""
+
+    name: str | None = None  # display name; else prettified from the model name
+    description: str | None = None  # else "<name> via <provider>"
+    context_length: int | None = Field(default=None, ge=1)  # else the catalog's known families
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    supported_parameters: list[str] | None = None  # else the wire format's parameters
+    is_moderated: bool | None = None  # else false: the gateway runs no moderation
+
+
 class ModelConfig(Strict):
     name: str = Field(min_length=1)
     deployments: list[DeploymentConfig] = Field(min_length=1)
@@ -152,6 +163,7 @@ class ModelConfig(Strict):
     # Bigger-context models to try, in order, on a context-length error.
     context_window_fallbacks: list[str] = Field(default_factory=list)
     hedge: HedgeConfig | None = None
+    info: ModelInfo | None = None  # seed 001 catalog overrides (llm_proxy/catalog.py)
 
     @field_validator("hedge", mode="before")
     @classmethod
