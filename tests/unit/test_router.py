@@ -59,3 +59,10 @@ def test_unknown_model_404() -> None:
     with pytest.raises(ModelNotFoundError) as e:
         _router().resolve("totally-unknown")
     assert (e.value.status, e.value.code, e.value.param) == (404, "model_not_found", "model")
+
+
+def test_provider_slash_public_model_is_that_models_deployment_there() -> None:
+    # The catalog's ids (/api/v1/models) are <provider>/<public model>: they must be callable.
+    r = _router(models=[{"name": "smart", "provider": "mock", "model": "echo"}])
+    assert [(d.provider.name, d.model) for d in r.resolve("mock/smart")] == [("mock", "echo")]
+    assert [(d.provider.name, d.model) for d in r.resolve("mock/lorem")] == [("mock", "lorem")]

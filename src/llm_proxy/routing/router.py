@@ -95,7 +95,9 @@ class Router:
             return exact
         prefix, sep, rest = model.partition("/")
         if sep and rest and prefix in rt.providers:
-            return self._provider(prefix, rest)
+            # `provider/<public model>` (the catalog's ids): that model's deployments there.
+            own = [d for d in rt.models.get(rest, ()) if d.provider.name == prefix]
+            return tuple(own) if own else self._provider(prefix, rest)
         for pattern, provider in rt.rules:
             if fnmatchcase(model, pattern):
                 return self._provider(provider, model)
