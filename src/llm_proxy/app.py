@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,13 +12,13 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llm_proxy import __version__
 from llm_proxy.api.admin import build_admin
 from llm_proxy.api.catalog import build_catalog
-from llm_proxy.api.openapi import pipeline_paths
+from llm_proxy.api.openapi import complete, pipeline_paths
 from llm_proxy.api.ws import build_ws
 from llm_proxy.auth import ensure_master_key
 from llm_proxy.config.load import load_config, process_env
@@ -37,6 +38,8 @@ from llm_proxy.observability.logging import setup_logging
 from llm_proxy.observability.middleware import GatewayMiddleware
 from llm_proxy.pipeline import Endpoint, chat_completions, serve
 from llm_proxy.routing.health import iso, overall, provider_views, route_view, summary
+
+log = logging.getLogger("llm_proxy")
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -84,6 +87,19 @@ def build_fastapi(gw: Gateway) -> FastAPI:
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, exc: GatewayError) -> Response:
         return _error(exc)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # Starlette answers an unhandled error itself (plain text) before the gateway
+        # middleware could: this keeps it in OpenAI shape, with the request id to find the log.
+        rid = request.scope.get("state", {}).get("request_id")
+        log.error("unhandled error", exc_info=exc, extra={"request_id": rid})
+        return _error(
+            GatewayError(
+                "The gateway hit an internal error; the request id identifies it in the logs.",
+                code="internal_error",
+            )
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -147,7 +163,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
             }
         )
 
-    @app.get("/metrics", tags=["health"])
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -167,7 +183,7 @@ def build_fastapi(gw: Gateway) -> FastAPI:
                 "description": "The master key or a virtual key (also accepted as X-API-Key).",
             }
             schema["security"] = [{"bearer": []}]
-            app.openapi_schema = schema
+            app.openapi_schema = complete(schema)
         return app.openapi_schema
 
     app.include_router(build_admin(gw))

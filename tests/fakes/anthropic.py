@@ -8,9 +8,12 @@ https://docs.anthropic.com/en/docs/build-with-claude/extended-thinking (thinking
 signature_delta), and ../shared/specs/anthropic-hosted_spec.json (Message, Usage, ErrorResponse,
 MessageStreamEvent, InputJsonContentBlockDelta).
 
-Only `POST /v1/messages` is served. Requests are checked the way Anthropic checks them, with
+Served: `POST /v1/messages` and `POST /v1/messages/count_tokens` ("Count tokens in a Message",
+https://docs.anthropic.com/en/api/messages-count-tokens, also
+https://platform.claude.com/docs/en/api/messages/count_tokens). Requests are checked the way Anthropic checks them, with
 Anthropic-shaped errors ({"type": "error", "error": {"type", "message"}, "request_id"} and a
-`request-id` header): no `x-api-key` -> 401 authentication_error; no `anthropic-version` -> 400;
+`request-id` header): neither `x-api-key` nor `Authorization: Bearer <token>` -> 401
+authentication_error; no `anthropic-version` -> 400;
 missing model/max_tokens/messages, empty messages, unknown top-level fields, a role other than
 user/assistant, a first message that is not user, unknown or empty content blocks, tool_use and
 tool_result blocks that do not pair up, tools without input_schema -> 400 invalid_request_error.
@@ -33,6 +36,12 @@ The scenario is picked by the request's `model` (or an `X-Fake-Scenario` header)
 Any scenario with tool_choice {"type": "tool", "name": X} calls X with
 {"answer": "yes", "confidence": 0.9} and nothing else (how a gateway forces JSON output);
 tool_choice {"type": "none"} makes claude-tool / claude-two-tools answer like claude-fake.
+Every documented Messages body field (including beta ones such as context_management,
+mcp_servers, container; /v1/messages?beta=true is the same path) is accepted and kept as sent; the
+`anthropic-beta`, `anthropic-workspace-id` etc. headers are recorded in Seen.headers. count_tokens
+takes the same header checks, the body without max_tokens/stream/metadata/... (those are "Extra
+inputs"), the same message validation, claude-error-<status>, and answers {"input_tokens": N},
+N = words of all text in system + messages + 10 per tool.
 Usage is deterministic: input_tokens = words of all text in system + messages, output_tokens =
 words of text and thinking blocks + 10 per tool_use; cache_read_input_tokens = 5 when any
 cache_control is present in the request, else 0.
@@ -71,10 +80,21 @@ _FIELDS = {
     "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
     "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
     "container", "mcp_servers", "context_management", "output_format", "output_config",
+    "cache_control", "diagnostics", "inference_geo", "speed", "billing_policy", "compaction",
+    "fallback_credit_token", "fallbacks", "thread",
+}  # fmt: skip
+# POST /v1/messages/count_tokens takes the request without max_tokens, stream, metadata, ...
+_COUNT_FIELDS = {
+    "model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control",
+    "output_config", "output_format", "speed", "mcp_servers", "context_management",
 }  # fmt: skip
 _BLOCKS = (
     "text", "image", "document", "search_result", "tool_use", "tool_result", "thinking",
-    "redacted_thinking", "server_tool_use", "web_search_tool_result",
+    "redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
+    "advisor_tool_result", "code_execution_tool_result", "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result", "tool_search_tool_result", "mcp_tool_use",
+    "mcp_tool_result", "container_upload", "compaction", "tool_addition", "tool_removal",
+    "mcp_tool_listing", "fallback",
 )  # fmt: skip
 _SIGNATURE = "EqQBCkYIBxgCKkBmYWtlLXNpZ25hdHVyZS1mb3ItdGVzdHM="
 _OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
@@ -111,6 +131,9 @@ class FakeAnthropic:
             body = None
         self.requests.append(Seen(scope["method"], scope["path"], headers, body, raw))
         rid = f"req_fake{len(self.requests):020d}"
+        if scope["method"] == "POST" and scope["path"] == "/v1/messages/count_tokens":
+            await self._count_tokens(headers, body, rid, send)
+            return
         if scope["method"] != "POST" or scope["path"] != "/v1/messages":
             await _error(send, rid, 404, "not_found_error", "Not Found")
             return
@@ -122,6 +145,22 @@ class FakeAnthropic:
         model = headers.get("x-fake-scenario") or str(body["model"])
         delay = float(headers.get("x-fake-delay") or 0.2) if model == "claude-slow" else 0.0
         await self._answer(model, body, delay, rid, receive, send)
+
+    async def _count_tokens(self, headers: dict[str, str], body: Any, rid: str, send: Any) -> None:
+        problem = _check_headers(headers) or _check_body(body, count=True)
+        if problem:
+            await _error(send, rid, *problem)
+            return
+        assert isinstance(body, dict)
+        model = headers.get("x-fake-scenario") or str(body["model"])
+        if model.startswith("claude-error-"):
+            status = int(model.removeprefix("claude-error-"))
+            etype, message = _ERRORS.get(status, ("api_error", "Internal server error"))
+            extra = [(b"retry-after", b"7")] if status == 429 else []
+            await _error(send, rid, status, etype, message.format(model=model), *extra)
+            return
+        tokens = _input_words(body) + 10 * len(body.get("tools") or [])
+        await _json(send, 200, {"input_tokens": tokens}, rid)
 
     async def _answer(
         self, model: str, body: dict[str, Any], delay: float, rid: str, receive: Any, send: Any
@@ -167,23 +206,28 @@ class FakeAnthropic:
 
 
 def _check_headers(headers: dict[str, str]) -> tuple[int, str, str] | None:
-    if not headers.get("x-api-key"):
+    bearer = headers.get("authorization", "")
+    # Anthropic also takes `Authorization: Bearer` (OAuth tokens); anthropic-python 2.x sends its
+    # api_key that way too
+    if not headers.get("x-api-key") and not (bearer.startswith("Bearer ") and bearer[7:].strip()):
         return 401, "authentication_error", "x-api-key header is required"
     if not headers.get("anthropic-version"):
         return 400, "invalid_request_error", "anthropic-version: header is required"
     return None
 
 
-def _check_body(body: Any) -> tuple[int, str, str] | None:
+def _check_body(body: Any, count: bool = False) -> tuple[int, str, str] | None:
     if not isinstance(body, dict):
         return 400, "invalid_request_error", "There was an issue with your request body: not JSON"
     msg = None
-    extra = sorted(set(body) - _FIELDS)
+    extra = sorted(set(body) - (_COUNT_FIELDS if count else _FIELDS))
     max_tokens = body.get("max_tokens")
     if extra:
         msg = f"{extra[0]}: Extra inputs are not permitted"
     elif not body.get("model"):
         msg = "model: Field required"
+    elif count:
+        msg = _check_messages(body.get("messages")) or _check_tools(body.get("tools"))
     elif max_tokens is None:
         msg = "max_tokens: Field required"
     elif not isinstance(max_tokens, int) or max_tokens < 1:
@@ -270,7 +314,9 @@ def _check_tool_pairs(msgs: list[dict[str, Any]]) -> str | None:
 
 def _check_tools(tools: Any) -> str | None:
     for i, t in enumerate(tools or []):
-        if not isinstance(t, dict) or not t.get("name"):
+        if not isinstance(t, dict):
+            return f"tools.{i}.custom.name: Field required"
+        if not t.get("name") and t.get("type") in (None, "custom"):  # mcp_toolset has no name
             return f"tools.{i}.custom.name: Field required"
         if "type" not in t and "input_schema" not in t:
             return f"tools.{i}.custom.input_schema: Field required"
@@ -341,9 +387,6 @@ def _message(model: str, body: dict[str, Any], rid: str) -> dict[str, Any]:
             content.insert(0, {"type": "thinking", "thinking": thought, "signature": _SIGNATURE})
     if any(b["type"] == "tool_use" for b in content):
         stop = "tool_use"
-    system = body.get("system")
-    texts = [system if isinstance(system, str) else _text_of(system or [])]
-    texts += [_text_of(m.get("content")) for m in body["messages"]]
     out = sum(len((b.get("text") or b.get("thinking") or "").split()) for b in content)
     return {
         "id": f"msg_01Fake{rid[-12:]}",
@@ -354,12 +397,20 @@ def _message(model: str, body: dict[str, Any], rid: str) -> dict[str, Any]:
         "stop_reason": stop,
         "stop_sequence": seq,
         "usage": {
-            "input_tokens": sum(len(t.split()) for t in texts),
+            "input_tokens": _input_words(body),
             "output_tokens": out + 10 * sum(b["type"] == "tool_use" for b in content),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 5 if _has_cache_control(body) else 0,
         },
     }
+
+
+def _input_words(body: dict[str, Any]) -> int:
+    """Words of all text in system + messages (the usage.input_tokens of the fake)."""
+    system = body.get("system")
+    texts = [system if isinstance(system, str) else _text_of(system or [])]
+    texts += [_text_of(m.get("content")) for m in body["messages"]]
+    return sum(len(t.split()) for t in texts)
 
 
 def _events(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

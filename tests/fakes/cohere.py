@@ -10,8 +10,18 @@ https://docs.cohere.com/docs/migrating-v1-to-v2 (tool_plan, tool_calls, tool mes
 https://docs.cohere.com/errors-reference (bodies are {"id", "message"}; the example messages below
 come from there).
 
-Only `POST /v2/chat` is served. Requests are checked lightly, with Cohere-shaped errors
-({"id": "<uuid>", "message": "..."}): no `Authorization: Bearer <token>` -> 401 "invalid api
+Served: `POST /v2/chat` and `POST /v2/embed` ("Embed" https://docs.cohere.com/reference/embed,
+https://docs.cohere.com/docs/embeddings). Embed takes {model, texts | inputs, input_type,
+embedding_types (default ["float"]), output_dimension?, max_tokens?, truncate?} with the same
+auth check and answers {id, embeddings: {<type>: [[...]]}, texts, meta: {api_version: {version:
+"2"}, billed_units: {input_tokens: words of all texts}}, response_type: "embeddings_by_type"};
+the float vector of a text has output_dimension (default 8) values k/100 + len(text)/1000, and
+int8/uint8/binary/ubinary/base64 are derived from it. Unknown fields, no model, no texts/inputs,
+a missing or unknown input_type, an unknown embedding type -> 400; model embed-error-<status>
+(or command-error-<status>) -> that status.
+
+Chat requests are checked lightly, with Cohere-shaped errors ({"id": "<uuid>", "message":
+"..."}): no `Authorization: Bearer <token>` -> 401 "invalid api
 token"; missing model, empty messages or an unknown top-level field (e.g. `n`, `stream_options`)
 -> 400; a role other than system/user/assistant/tool, a tool message without tool_call_id, or a
 content part other than text/image_url/document/thinking -> 422. (The 400 and 422 texts are
@@ -44,7 +54,9 @@ message-end with finish_reason and usage.
 
 from __future__ import annotations
 
+import base64
 import itertools
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,12 +130,15 @@ class FakeCohere:
             body = None
         self.requests.append(Seen(scope["method"], scope["path"], headers, body, raw))
         rid = f"00000000-0000-4000-8000-{len(self.requests):012d}"
-        if scope["method"] != "POST" or scope["path"] != "/v2/chat":
+        if scope["method"] != "POST" or scope["path"] not in ("/v2/chat", "/v2/embed"):
             await _error(send, rid, 404, "404 page not found")
             return
         token = headers.get("authorization", "")
         if not token.lower().startswith("bearer ") or not token[7:].strip():
             await _error(send, rid, 401, "invalid api token")
+            return
+        if scope["path"] == "/v2/embed":
+            await _embed(headers, body, rid, send)
             return
         problem = _check(body)
         if problem:
@@ -170,6 +185,88 @@ class FakeCohere:
             if model == "command-truncate" and name in ("content-delta", "tool-call-delta"):
                 break
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_EMBED_FIELDS = {
+    "model", "texts", "images", "inputs", "input_type", "embedding_types", "output_dimension",
+    "max_tokens", "truncate", "priority",
+}  # fmt: skip
+_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
+_EMBED_TYPES = ("float", "int8", "uint8", "binary", "ubinary", "base64")
+
+
+async def _embed(headers: dict[str, str], body: Any, rid: str, send: Any) -> None:
+    problem = _check_embed(body)
+    if problem:
+        await _error(send, rid, *problem)
+        return
+    assert isinstance(body, dict)
+    model = headers.get("x-fake-scenario") or str(body["model"])
+    for prefix in ("command-error-", "embed-error-"):
+        if model.startswith(prefix):
+            status = int(model.removeprefix(prefix))
+            message = _ERRORS.get(status, _ERRORS[500]).format(model=model)
+            extra = [(b"retry-after", b"7")] if status == 429 else []
+            await _error(send, rid, status, message, *extra)
+            return
+    texts = [str(t) for t in body.get("texts") or []]
+    texts += [_text(i.get("content")) for i in body.get("inputs") or [] if isinstance(i, dict)]
+    dims = int(body.get("output_dimension") or 8)
+    floats = [[k / 100 + len(t) / 1000 for k in range(dims)] for t in texts]
+    kinds = body.get("embedding_types") or ["float"]
+    embeddings = {kind: [_as_type(kind, v) for v in floats] for kind in kinds}
+    doc = {
+        "id": rid,
+        "embeddings": embeddings,
+        "texts": texts,
+        "meta": {
+            "api_version": {"version": "2"},
+            "billed_units": {"input_tokens": sum(len(t.split()) for t in texts)},
+        },
+        "response_type": "embeddings_by_type",
+    }
+    await _json(send, 200, doc)
+
+
+def _as_type(kind: str, vec: list[float]) -> Any:
+    if kind == "float":
+        return [round(v, 6) for v in vec]
+    if kind == "int8":
+        return [max(-128, min(127, round(v * 100) - 128)) for v in vec]
+    if kind == "uint8":
+        return [max(0, min(255, round(v * 100))) for v in vec]
+    if kind == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+    bits = [1 if v >= 0.5 else 0 for v in vec]  # binary / ubinary: 8 dimensions a byte
+    packed = [
+        sum(b << (7 - n) for n, b in enumerate(bits[i : i + 8])) for i in range(0, len(bits), 8)
+    ]
+    return [b - 128 for b in packed] if kind == "binary" else packed
+
+
+def _check_embed(body: Any) -> tuple[int, str] | None:
+    if not isinstance(body, dict):
+        return 400, "invalid request: body must be a JSON object"
+    extra = sorted(set(body) - _EMBED_FIELDS)
+    if extra:
+        return 400, f"invalid request: unknown field: parameter {extra[0]} is not a valid field"
+    if not body.get("model"):
+        return 400, "invalid request: model must be specified"
+    texts, inputs, images = body.get("texts"), body.get("inputs"), body.get("images")
+    if not texts and not inputs and not images:
+        return 400, "invalid request: one of texts, images or inputs must be provided"
+    if texts is not None and (
+        not isinstance(texts, list) or not all(isinstance(t, str) for t in texts)
+    ):
+        return 400, "invalid request: texts must be a list of strings"
+    if body.get("input_type") not in _INPUT_TYPES:
+        types = ", ".join(_INPUT_TYPES)
+        return 400, f"invalid request: input_type must be one of {types}"
+    kinds = body.get("embedding_types") or ["float"]
+    bad = [k for k in kinds if k not in _EMBED_TYPES] if isinstance(kinds, list) else [kinds]
+    if bad:
+        return 400, f"invalid request: embedding_types {bad[0]!r} is not valid"
+    return None
 
 
 def _check(body: Any) -> tuple[int, str] | None:

@@ -13,7 +13,16 @@ https://ai.google.dev/gemini-api/docs/troubleshooting, and error bodies as Googl
 https://github.com/google-gemini/gemini-cli/issues/6678).
 
 Served: POST /v1beta/models/{model}:generateContent and
-POST /v1beta/models/{model}:streamGenerateContent?alt=sse. Streams are SSE with CRLF framing
+POST /v1beta/models/{model}:streamGenerateContent?alt=sse, and the embeddings methods
+("Embeddings" https://ai.google.dev/api/embeddings): POST /v1beta/models/{model}:embedContent
+({content: {parts: [{text}]}, taskType?, title?, outputDimensionality?} -> {"embedding":
+{"values": [...]}}) and POST /v1beta/models/{model}:batchEmbedContents ({requests: [{model:
+"models/<model>", content, taskType?, outputDimensionality?}]} -> {"embeddings": [{"values"}]}),
+with the same key checks; values[k] = k/100 + len(text)/1000 (text: the parts' text joined by
+spaces), outputDimensionality values (default 8). Unknown fields, empty parts, an unknown
+taskType, or a batch request whose model is not "models/<model in the URL>" -> 400
+INVALID_ARGUMENT; gemini-error-<status>, gemini-quota and gemini-context fail as for
+generateContent. Streams are SSE with CRLF framing
 (`data: <GenerateContentResponse>\\r\\n\\r\\n`), as Google sends; without alt=sse the chunks come
 back as one JSON array, as Google does. Other paths -> 404 NOT_FOUND.
 
@@ -177,6 +186,9 @@ class FakeGemini:
             path = "/v1beta/models/" + vertex.group(3)
         model, _, method = path.removeprefix("/v1beta/models/").rpartition(":")
         routed = path.startswith("/v1beta/models/") and scope["method"] == "POST"
+        if routed and model and method in ("embedContent", "batchEmbedContents"):
+            await self._embed(method, model, headers, body, vertex is not None, send)
+            return
         if not routed or not model or method not in ("generateContent", "streamGenerateContent"):
             await _error(send, 404, "NOT_FOUND", "Requested entity was not found.")
             return
@@ -202,6 +214,28 @@ class FakeGemini:
             self.disconnects.append(scenario)
             return
         await _json(send, 200, doc)
+
+    async def _embed(
+        self,
+        method: str,
+        model: str,
+        headers: dict[str, str],
+        body: Any,
+        vertex: bool,
+        send: Any,
+    ) -> None:
+        check = _check_bearer if vertex else _check_key
+        problem = check(headers) or _check_embed(method, model, body)
+        if problem:
+            await _error(send, *problem)
+            return
+        scenario = headers.get("x-fake-scenario") or model
+        if await self._fail(scenario, model, send):
+            return
+        if method == "embedContent":
+            await _json(send, 200, {"embedding": _embedding(body)})
+        else:
+            await _json(send, 200, {"embeddings": [_embedding(r) for r in body["requests"]]})
 
     async def _fail(self, scenario: str, model: str, send: Any) -> bool:
         if scenario.startswith("gemini-error-"):
@@ -349,6 +383,67 @@ def _check_schema(node: Any, where: str) -> Problem | None:
         if problem:
             return problem
     return None
+
+
+_EMBED = {"model", "content", "taskType", "title", "outputDimensionality"}
+_TASKS = {
+    "TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY",
+}  # fmt: skip
+
+
+def _check_embed(method: str, model: str, body: Any) -> Problem | None:
+    if not isinstance(body, dict):
+        return _bad("Invalid JSON payload received. Expected an object.")
+    if method == "batchEmbedContents":
+        problem = _unknown(body, {"requests"}, "")
+        reqs = body.get("requests")
+        if problem or not isinstance(reqs, list) or not reqs:
+            return problem or _bad(
+                "* BatchEmbedContentsRequest.requests: requests is not specified\n"
+            )
+        for i, req in enumerate(reqs):
+            if not isinstance(req, dict):
+                return _bad(f"Invalid JSON payload received. requests[{i}]: Expected an object.")
+            if req.get("model") != f"models/{model}":
+                return _bad(
+                    f"* BatchEmbedContentsRequest.requests[{i}].model: The model in the request "
+                    f"must match the model in the URL (models/{model}).\n"
+                )
+            problem = _check_embed_one(req, f"requests[{i}]")
+            if problem:
+                return problem
+        return None
+    return _check_embed_one(body, "")
+
+
+def _check_embed_one(req: dict[str, Any], where: str) -> Problem | None:
+    problem = _unknown(req, _EMBED, where)
+    if problem:
+        return problem
+    parts = (req.get("content") or {}).get("parts")
+    if not isinstance(parts, list) or not parts:
+        return _bad("* EmbedContentRequest.content: content is not specified\n")
+    for j, p in enumerate(parts):
+        problem = _unknown(p, _PART, f"{where + '.' if where else ''}content.parts[{j}]")
+        if problem:
+            return problem
+    if req.get("taskType") is not None and req["taskType"] not in _TASKS:
+        return _bad(
+            f"Invalid value at '{where + '.' if where else ''}task_type' "
+            f'(type.googleapis.com/google.ai.generativelanguage.v1beta.TaskType), "{req["taskType"]}"'
+        )
+    dims = req.get("outputDimensionality")
+    if dims is not None and (not isinstance(dims, int) or dims < 1):
+        return _bad("* EmbedContentRequest.output_dimensionality: must be positive\n")
+    return None
+
+
+def _embedding(req: dict[str, Any]) -> dict[str, Any]:
+    """values[k] = k/100 + len(text)/1000, len(values) = outputDimensionality (default 8)."""
+    text = " ".join(str(p.get("text", "")) for p in req["content"]["parts"])
+    dims = int(req.get("outputDimensionality") or 8)
+    return {"values": [round(k / 100 + len(text) / 1000, 6) for k in range(dims)]}
 
 
 # --- answers --------------------------------------------------------------------------------

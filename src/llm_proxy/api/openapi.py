@@ -32,6 +32,17 @@ _ERROR = {
 }
 _STATUSES = ("400", "401", "403", "404", "405", "408", "409", "413", "429", "502", "503", "504")
 _OBJ: dict[str, Any] = {"type": "object"}
+# One server-sent event (OpenAPI 3.1 describes a text/event-stream by its events).
+_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+    },
+}
+_AUDIO = ("audio/mpeg", "audio/opus", "audio/aac", "audio/flac", "audio/wav", "audio/pcm")
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _NUM = {"type": "number"}
@@ -71,7 +82,7 @@ def _ok(description: str, required: list[str], sse: bool = False, **props: Any) 
         }
     }
     if sse:
-        content["text/event-stream"] = {"schema": _STR}
+        content["text/event-stream"] = {"schema": _EVENT}
     return {"description": description, "content": content}
 
 
@@ -167,7 +178,10 @@ def _paths() -> dict[str, Any]:
             ),
             {
                 "description": "Audio bytes (audio/mpeg, or the format asked for).",
-                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                "content": {
+                    t: {"schema": {"type": "string", "format": "binary"}}
+                    for t in (*_AUDIO, "application/octet-stream")
+                },
             },
         ),
         "/v1/audio/transcriptions": _op(
@@ -270,3 +284,19 @@ def _paths() -> dict[str, Any]:
 def pipeline_paths() -> dict[str, Any]:
     """The path items of every endpoint the call pipeline serves."""
     return _paths()
+
+
+def complete(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every operation documents the gateway's errors: auth (401/403), not found, conflicts,
+    limits and an unavailable store, all in OpenAI's shape; FastAPI's 422 is our 400."""
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            responses.pop("422", None)
+            for code in _STATUSES:
+                responses.setdefault(code, _ERROR)
+    schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)
+    return schema

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _PERIOD = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -25,11 +26,16 @@ def period_seconds(period: str | None) -> float | None:
     return float(int(m.group(1)) * _UNIT[m.group(2)])
 
 
+_MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second a datetime can hold
+
+
 def parse_time(value: str | float | int | None) -> float | None:
     """An ISO date or datetime (UTC unless it says otherwise), or Unix seconds -> Unix seconds."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
+        if not 0 <= value <= _MAX_TIME:
+            raise ValueError("a Unix time must be between 0 and 253402300799 (year 9999)")
         return float(value)
     try:
         dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -37,6 +43,8 @@ def parse_time(value: str | float | int | None) -> float | None:
         raise ValueError(f"{value!r} is not an ISO date (2027-01-01) or datetime") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    if dt.year < 1970:
+        raise ValueError(f"{value!r} is before 1970")
     return dt.timestamp()
 
 
@@ -197,7 +205,13 @@ class LimitsIn(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _small(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is not None and len(repr(v)) > 16_384:
+        if v is None:
+            return v
+        try:
+            size = len(orjson.dumps(v))
+        except TypeError as e:  # e.g. an integer past 64 bits: it could be stored, never shown
+            raise ValueError(f"metadata must be plain JSON ({e})") from None
+        if size > 16_384:
             raise ValueError("metadata is limited to 16 KiB")
         return v
 
