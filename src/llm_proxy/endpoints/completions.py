@@ -192,7 +192,12 @@ class TextStream:
 def _native(d: Deployment) -> bool:
     if d.provider.format != "openai":
         return False
-    return d.provider.type in NATIVE_TYPES or any(m in d.model.lower() for m in _NATIVE_MODELS)
+    p = d.provider  # a configured `type: openai` provider named `vllm` is a vLLM server
+    return (
+        p.type in NATIVE_TYPES
+        or p.name in NATIVE_TYPES
+        or any(m in d.model.lower() for m in _NATIVE_MODELS)
+    )
 
 
 def _watch(data: bytes, st: PassState) -> None:

@@ -30,11 +30,13 @@ from llm_proxy.endpoints.op import (
 from llm_proxy.formats import openai_chat
 from llm_proxy.formats import openai_responses as R
 from llm_proxy.pipeline import Endpoint
+from llm_proxy.providers.registry import SPECS
 from llm_proxy.runtime import Deployment
 
 # Azure's Responses API lives at another path (/openai/v1/responses) than its chat deployments:
 # Azure deployments are translated for now.
 NATIVE_TYPES = frozenset({"openai"})
+_COMPAT = frozenset(n for n, s in SPECS.items() if s.format == "openai" and n != "openai")
 _ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 _STATEFUL = ("previous_response_id", "conversation")
 
@@ -93,7 +95,10 @@ def error_event(err: E.GatewayError) -> bytes:
 
 
 def _native(d: Deployment) -> bool:
-    return d.provider.format == "openai" and d.provider.type in NATIVE_TYPES
+    """OpenAI itself: `type: openai`, unless the provider is one of the OpenAI-compatible
+    family by name (`vllm`, `groq`, ... configured as type openai)."""
+    p = d.provider
+    return p.format == "openai" and p.type in NATIVE_TYPES and p.name not in _COMPAT
 
 
 def _chat_or_error(body: dict[str, Any]) -> tuple[dict[str, Any], E.GatewayError | None]:
