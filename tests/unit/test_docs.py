@@ -15,12 +15,14 @@ from llm_proxy.config.schema import (
     HedgeConfig,
     IpLimitsConfig,
     ModelConfig,
+    ModelInfo,
     Price,
     ProviderConfig,
     RouteLimit,
     Settings,
     SpendConfig,
     Timeouts,
+    WebSocketConfig,
 )
 from llm_proxy.providers.registry import SPECS
 
@@ -42,6 +44,8 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
         *IpLimitsConfig.model_fields,
         *RouteLimit.model_fields,
         *SpendConfig.model_fields,
+        *WebSocketConfig.model_fields,
+        *ModelInfo.model_fields,
     ],
 )
 def test_every_config_key_is_documented(field: str) -> None:
@@ -75,6 +79,24 @@ def test_every_builtin_provider_is_documented(name: str) -> None:
         "/docs",
         "/providers",
         "/admin/routes/{model}",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/images/generations",
+        "/v1/audio/speech",
+        "/v1/audio/transcriptions",
+        "/v1/models",
+        "/v1/models/{id}",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/proxy",
+        "/proxy/stream",
+        "/api/v1/inference",
+        "/api/v1/inference/stream",
+        "/api/v1/models",
+        "/api/v1/models/top?limit=",
+        "/api/v1/models/providers",
+        "/ws",
     ],
 )
 def test_every_endpoint_is_documented(path: str) -> None:
