@@ -283,15 +283,18 @@ def _raise_error_event(out: bytes, cand: Candidate) -> None:
     m = _ERROR_EVENT.search(out) if b'"error"' in out else None
     if m is None:
         return
-    payload = m.group(1)
+    raise event_error(m.group(1), cand.deployment.provider.secrets)
+
+
+def event_error(payload: bytes, secrets: tuple[bytes, ...]) -> E.GatewayError:
+    """An OpenAI-style error event's payload -> the failure it reports (secrets masked)."""
     try:
         err = orjson.loads(payload)["error"]
         etype = err.get("type") if isinstance(err, dict) else None
     except (orjson.JSONDecodeError, KeyError, TypeError):
         etype = None
     status = _STATUS_OF_TYPE.get(etype if isinstance(etype, str) else "", 502)
-    secrets = cand.deployment.provider.secrets
-    raise openai_chat.from_upstream_error(status, payload, {}, False, False, secrets)
+    return openai_chat.from_upstream_error(status, payload, {}, False, False, secrets)
 
 
 async def relay(
@@ -369,6 +372,8 @@ async def relay(
         stats.ok(now, now - ready.started, _tokens(rec.usage))
     else:
         stats.failed(now, failure, now - ready.started, ready.probe)
+    if fmt.abort_on_failure and (failure is not None or not verdict):
+        return  # no final chunk: the server closes the connection, the client sees the cut
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
@@ -376,4 +381,4 @@ def _openai_stream_error(err: E.GatewayError, state: Any) -> bytes:
     return openai_chat.stream_error(err)
 
 
-__all__ = ["Ready", "Refused", "attempt", "call", "relay"]
+__all__ = ["Ready", "Refused", "attempt", "call", "event_error", "relay"]

@@ -220,7 +220,7 @@ async def recover(call: Call, route: Route, body: dict[str, Any], first: E.Gatew
     then (non-streamed) condensation and one more try. Any other error is raised as it is."""
     rec = call.rec
     cfg = rec.settings.condensation
-    if not condense.is_context_error(first, cfg) or not (call.op is None or call.op.condensable):
+    if not condense.is_context_error(first, cfg):
         raise first
     for name in route.policy.context_window_fallbacks:
         if not accounting.allowed(call.principal, name):
@@ -238,6 +238,8 @@ async def recover(call: Call, route: Route, body: dict[str, Any], first: E.Gatew
                 raise
     if rec.stream or not cfg.enabled or rec.attempts >= rec.settings.max_attempts:
         raise first
+    if call.op is not None and not call.op.condensable:
+        raise first  # condensation rewrites a chat body; other APIs' bodies go as they came
     smaller = await _condensed(call, route, body)
     if smaller is None:
         raise first

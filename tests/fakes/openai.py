@@ -16,7 +16,8 @@ public model to a scenario), or by an `X-Fake-Scenario` header set in the provid
   fake-truncate         a stream that stops after two chunks without finish_reason or [DONE]
   fake-midstream-error  a stream with an error event after one chunk
   fake-stall            a stream that stops sending after two chunks (connection left open)
-  fake-reset            a stream whose connection drops after two chunks
+  fake-reset            a stream whose connection drops after two chunks (speech: two chunks
+                        of audio)
   fake-partial-tail     a stream whose body ends in the middle of an event
   fake-nodone           a complete stream (finish_reason, usage) without the final [DONE]
   fake-notsse           answers a stream request with a plain JSON completion
@@ -610,6 +611,9 @@ class FakeOpenAI:
             chunk = data[i : i + _AUDIO_CHUNK]
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             sent += 1
+            if model == "fake-reset" and sent == 2:  # the connection drops mid-audio
+                self.audio_chunks.append(sent)
+                raise ConnectionResetError("fake-reset: dropped mid-audio")
         self.audio_chunks.append(sent)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import MASTER_KEY, RunningGateway
 from tests.fakes.openai import FakeOpenAI
+from tests.integration.accounts import new_key
 
 KEY = "test-anthropic-upstream-key-2"
 WEATHER: Any = {
@@ -49,6 +50,14 @@ models:
   - {{name: gpt-test, provider: fakeai, model: fake-plain}}
   - {{name: tool-model, provider: fakeai, model: fake-tool}}
   - {{name: gpt-e500, provider: fakeai, model: fake-error-500}}
+  - name: msg-failover
+    deployments:
+      - {{provider: fakeai, model: fake-early-error}}
+      - {{provider: fakeai, model: fake-plain}}
+  - name: small-context
+    provider: fakeai
+    model: fake-context-10
+    context_window_fallbacks: [gpt-test]
 """
 
 
@@ -312,3 +321,37 @@ def test_server_tools_need_an_anthropic_deployment(env: Any) -> None:
         client.messages.create(model="gpt-test", max_tokens=10, messages=USER, tools=[search])
     body: Any = info.value.body
     assert body["error"]["code"] == "unsupported_tool"
+
+
+def test_translated_stream_fails_over_on_an_early_error_event(env: Any) -> None:
+    client, _, fo, _ = env
+    with client.messages.stream(model="msg-failover", max_tokens=50, messages=USER) as s:
+        final = s.get_final_message()
+    assert final.content[0].type == "text"
+    assert final.content[0].text == "fake: hello big world"
+    assert [r.body["model"] for r in fo.requests[-2:]] == ["fake-early-error", "fake-plain"]
+
+
+def test_context_window_fallback_applies_to_messages(env: Any) -> None:
+    client, _, fo, _ = env
+    msg = client.messages.create(
+        model="small-context",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "a message well over ten characters"}],
+    )
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "fake: a message well over ten characters"
+    assert [r.body["model"] for r in fo.requests[-2:]] == ["fake-context-10", "fake-plain"]
+
+
+def test_count_tokens_estimate_is_rate_limited(env: Any) -> None:
+    _, _, _, gw = env
+
+    key = new_key(gw.url, rpm=1)["key"]
+    c = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=20)
+    first = c.messages.count_tokens(model="gpt-test", messages=USER)
+    assert first.input_tokens > 0
+    with pytest.raises(anthropic.RateLimitError) as info:
+        c.messages.count_tokens(model="gpt-test", messages=USER)
+    body: Any = info.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"

@@ -10,6 +10,7 @@ responses}, https://ai.google.dev/api/embeddings, https://docs.cohere.com/refere
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import struct
 from typing import Any
@@ -70,6 +71,11 @@ models:
   - {{name: gpt-native, provider: fakeai, model: gpt-native-up}}
   - {{name: gemini-chat, provider: gem, model: gemini-2.0-flash}}
   - {{name: e500, provider: fakeai, model: fake-error-500}}
+  - {{name: tts-cut, provider: fakeai, model: fake-reset}}
+  - name: resp-failover
+    deployments:
+      - {{provider: vllm, model: fake-early-error}}
+      - {{provider: vllm, model: fake-plain}}
 """
 
 
@@ -252,6 +258,45 @@ def test_transcription_multipart_upload(env: Any) -> None:
     assert isinstance(text, str) and "c.wav" in text
 
 
+def test_speech_cut_mid_audio_reaches_the_client_as_a_cut(env: Any) -> None:
+    _, _, gw = env
+    conn = http.client.HTTPConnection("127.0.0.1", gw.server.port, timeout=20)
+    body = json.dumps({"model": "tts-cut", "input": "hello", "voice": "alloy"})
+    conn.request("POST", "/v1/audio/speech", body, {"Authorization": f"Bearer {MASTER_KEY}"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("content-type") == "audio/mpeg"
+    with pytest.raises(http.client.IncompleteRead) as info:
+        r.read()  # never a clean end of a truncated file
+    assert info.value.partial.startswith(b"ID3")
+    conn.close()
+
+
+def test_transcription_refuses_a_field_given_twice(env: Any) -> None:
+    _, fake, gw = env
+    n = len(fake.requests)
+    form = (
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\ngpt-4o-transcribe\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\nRIFF\r\n--b--\r\n"
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", gw.server.port, timeout=20)
+    conn.request(
+        "POST",
+        "/v1/audio/transcriptions",
+        form,
+        {
+            "Authorization": f"Bearer {MASTER_KEY}",
+            "Content-Type": "multipart/form-data; boundary=b",
+        },
+    )
+    r = conn.getresponse()
+    err = json.loads(r.read())["error"]
+    conn.close()
+    assert r.status == 400 and err["param"] == "model"
+    assert len(fake.requests) == n  # nothing went upstream
+
+
 def test_transcription_needs_multipart_and_a_file(env: Any) -> None:
     _, _, gw = env
     status, _, body = gw.post_raw("/v1/audio/transcriptions", {"model": "whisper-1"})
@@ -425,6 +470,17 @@ def test_responses_passthrough_stream_and_tool_call(env: Any) -> None:
         {"city": "Paris"},
     )
     assert fake.requests[-1].path == "/v1/responses"
+
+
+def test_responses_translated_stream_fails_over_on_an_early_error_event(env: Any) -> None:
+    client, fake, _ = env
+    with client.responses.stream(model="resp-failover", input="hello again") as s:
+        final = s.get_final_response()
+    assert final.output_text == "fake: hello again"
+    assert [r.body["model"] for r in fake.requests[-2:]] == [  # type: ignore[index]
+        "fake-early-error",
+        "fake-plain",
+    ]
 
 
 def test_responses_stateful_fields_need_openai(env: Any) -> None:

@@ -75,11 +75,34 @@ async def _form(raw_body: bytes, ctype: bytes) -> list[tuple[str, str | UploadFi
 
 
 def _fields(items: list[tuple[str, str | UploadFile]]) -> dict[str, Any]:
+    """The form's fields; a field sent twice is refused (servers disagree on which one wins:
+    the gateway would route and bill one model while the upstream ran another). Array fields
+    (`name[]`) may repeat."""
     out: dict[str, Any] = {}
     for k, v in items:
+        if k in out and not k.endswith("[]"):
+            raise C.bad(f"The field '{k}' is given more than once.", k)
         if isinstance(v, str):
-            out.setdefault(k, v)
-    return out
+            out[k] = v
+        else:
+            out[k] = None  # the upload itself
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def transcript_usage(body: bytes) -> dict[str, Any] | None:
+    """Token usage of a JSON transcript (gpt-4o-transcribe: {"type": "tokens", ...}); None for
+    Whisper's duration usage and text formats."""
+    if not body.startswith(b"{") or b'"usage"' not in body:
+        return None
+    try:
+        u = orjson.loads(body).get("usage")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(u, dict) or u.get("type") != "tokens":
+        return None
+    p, c = u.get("input_tokens"), u.get("output_tokens")
+    p, c = (p if isinstance(p, int) else 0), (c if isinstance(c, int) else 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
 def _quote(s: str) -> str:
@@ -152,7 +175,7 @@ async def parse_transcription(
             return None
         # The content-type names the boundary: the client's own, or the re-encoded body's.
         head = encoded(d.model)[1]
-        wire = raw(lambda m: encoded(m)[0], openai_chat.from_upstream_error)
+        wire = raw(lambda m: encoded(m)[0], openai_chat.from_upstream_error, transcript_usage)
         return Target(wire, url, url, {"Content-Type": head})
 
     stream = fields.get("stream") in ("true", "True", "1")

@@ -12,6 +12,7 @@ Errors are in Anthropic's shape, which also carries OpenAI's message/type/param/
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -74,7 +75,7 @@ def _watch(data: bytes, st: PassState) -> None:
         err = doc.get("error")
         etype = err.get("type") if isinstance(err, dict) else None
         status = _STATUS_OF_TYPE.get(etype if isinstance(etype, str) else "", 502)
-        raise AM.from_upstream_error(status, data, {})
+        raise AM.from_upstream_error(status, data, {}, False, False, st.secrets)
     usage = st.scratch.setdefault("usage", {})
     if kind == "message_start":
         msg = doc.get("message")
@@ -122,8 +123,9 @@ async def parse(raw: bytes, headers: dict[bytes, bytes]) -> tuple[dict[str, Any]
     def pick(d: Deployment) -> Target | None:
         if _native(d):
             wire = passthrough(
-                raw, body, AM.from_upstream_error, _native_usage, _watch, error_event, has_events
-            )
+                raw, body, AM.from_upstream_error, _native_usage, _watch, error_event, has_events,
+                d.provider.secrets,
+            )  # fmt: skip
             return Target(wire, d.url, d.stream_url, extra)
         return chat_target(d, out) if why is None else None
 
@@ -151,7 +153,12 @@ async def _parse_count(raw: bytes, headers: dict[bytes, bytes]) -> tuple[dict[st
         wire = passthrough(raw, body, AM.from_upstream_error, _count_usage)
         return Target(wire, url, url, extra)
 
-    stand_in = {"model": body["model"], "messages": [{"role": "user", "content": "count"}]}
+    # Counting is free: the stand-in asks for one output token, so a budget reserves nothing.
+    stand_in = {
+        "model": body["model"],
+        "messages": [{"role": "user", "content": "count"}],
+        "max_tokens": 1,
+    }
     return stand_in, Op("token counting", pick)
 
 
@@ -163,6 +170,23 @@ def _validate_count(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 COUNT_NATIVE = Endpoint(_parse_count, AI.error_body)
+
+
+async def _counted_locally(
+    gw: Gateway, principal: Any, body: dict[str, Any], ip_rate: Any
+) -> list[tuple[bytes, bytes]]:
+    """The key's and IP's request limits for a count the gateway makes itself (it costs CPU,
+    not tokens): admitted, then settled at once. Its rate-limit headers."""
+    stand_in = {"model": body["model"], "messages": [], "max_tokens": 1}
+    settings = gw.router.runtime.settings
+    ticket = accounting.plan_for(principal, stand_in, list, settings, ip_rate, time.time())
+    if ticket is None:
+        return []
+    await accounting.admit(gw.limits, ticket)
+    done = accounting.settlement(ticket, 0.0, 0)
+    if done is not None:
+        await gw.limits.settle(done, ticket.verdict.local)
+    return ticket.headers
 
 
 async def count_tokens(gw: Gateway, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -182,8 +206,11 @@ async def count_tokens(gw: Gateway, scope: dict[str, Any], receive: Any, send: A
             accounting.check_models(principal, body["model"])
         route = pick_route(router, body, headers)
         if not any(_native(c.deployment) for c in route.candidates):
+            extra = await _counted_locally(gw, principal, body, st.get("ip_rate"))
             doc = {"input_tokens": AI.count_tokens_estimate(body)}
-            await send_json(send, 200, orjson.dumps(doc), [(b"content-type", b"application/json")])
+            await send_json(
+                send, 200, orjson.dumps(doc), [(b"content-type", b"application/json"), *extra]
+            )
             return
     except E.GatewayError as err:
         await send_json(send, err.status, AI.error_body(err), error_headers(err))

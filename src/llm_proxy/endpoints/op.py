@@ -20,13 +20,16 @@ Deployments an op has no target on are skipped by the call stage; a model with n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from llm_proxy import errors as E
+from llm_proxy.attempt import event_error
 from llm_proxy.formats import WireFormat, openai_chat
 from llm_proxy.formats.sse import SSEDecoder, payloads
 from llm_proxy.runtime import Deployment
@@ -114,6 +117,7 @@ class PassState:
     done: bool = False
     upstream_key: bytes = b""
     scratch: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[bytes, ...] = ()  # the provider's credentials, masked in errors we raise
 
 
 # Reads one stream event's data (usage, the end) into the state.
@@ -138,6 +142,7 @@ def passthrough(
     watch: Watch | None = None,
     end_error: Callable[[E.GatewayError], bytes] | None = None,
     has_content: Callable[[bytes], bool] | None = None,
+    secrets: tuple[bytes, ...] = (),
 ) -> WireFormat:
     """The client's request as it came (the model id swapped when it differs) and the answer
     as it came (the upstream's model id swapped back for the public one)."""
@@ -153,7 +158,7 @@ def passthrough(
         return body, usage
 
     def new_state(public: str, wants_usage: bool, created: int) -> PassState:
-        return PassState(_model_key(public))
+        return PassState(_model_key(public), secrets=secrets)
 
     def events(segment: bytes, st: PassState) -> bytes:
         if watch is not None:
@@ -201,9 +206,14 @@ class RawDecoder:
         return []
 
 
-def raw(build: Callable[[str], bytes], error: Callable[..., E.GatewayError]) -> WireFormat:
+def raw(
+    build: Callable[[str], bytes],
+    error: Callable[..., E.GatewayError],
+    usage_of: Callable[[bytes], dict[str, Any] | None] | None = None,
+) -> WireFormat:
     """A request built for the upstream model (`build(model)`) whose answer goes back as its
-    bytes, under the upstream's own content-type: whole, or (streamed: audio) as they arrive."""
+    bytes, under the upstream's own content-type: whole, or (streamed: audio) as they arrive.
+    `usage_of` reads a whole answer's usage, where it has one (transcripts)."""
 
     def to_upstream(_: dict[str, Any], model: str, params: dict[str, Any], stream: bool) -> bytes:
         return build(model)
@@ -212,7 +222,7 @@ def raw(build: Callable[[str], bytes], error: Callable[..., E.GatewayError]) -> 
         return PassState(b"")  # no chunk count: audio bytes are no tokens
 
     def from_upstream(body: bytes, public: str, created: int) -> tuple[bytes, Any]:
-        return body, None
+        return body, usage_of(body) if usage_of is not None else None
 
     return WireFormat(
         name="raw",
@@ -227,9 +237,10 @@ def raw(build: Callable[[str], bytes], error: Callable[..., E.GatewayError]) -> 
         decoder=RawDecoder,
         stream_content_type="",  # any content-type is the answer
         has_content=lambda out: True,
-        stream_error=lambda err, st: b"",  # nothing can be said inside audio: the body ends
+        stream_error=lambda err, st: b"",  # nothing can be said inside audio: the body is cut
         stream_headers=None,
         content_type=None,
+        abort_on_failure=True,
     )
 
 
@@ -259,6 +270,7 @@ class Composed:
 
     inner: Any
     outer: StreamOut
+    secrets: tuple[bytes, ...] = ()
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -283,31 +295,36 @@ class Composed:
             if not isinstance(doc, dict):
                 continue
             if "error" in doc and "choices" not in doc:
-                res += self.outer.error_event(_error_of(doc))
-                continue
-            res += self.outer.feed(doc)
+                # Raised, not rendered: before commit the next deployment is tried; after it,
+                # relay ends the stream with the outbound API's own error event.
+                raise event_error(data, self.secrets)
+            with _upstream_fault():
+                res += self.outer.feed(doc)
         return res
 
 
-def _error_of(doc: dict[str, Any]) -> E.GatewayError:
-    err = doc.get("error")
-    if not isinstance(err, dict):
-        return E.UpstreamError("The upstream stream sent an error event.")
-    e = E.UpstreamError(str(err.get("message") or "The upstream stream failed."))
-    code = err.get("code")
-    e.code = code if isinstance(code, str) else e.code
-    return e
+@contextlib.contextmanager
+def _upstream_fault() -> Iterator[None]:
+    """A malformed upstream answer the translator trips over is the upstream's failure (502,
+    failover), not the gateway's (500)."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, struct.error) as e:
+        raise E.UpstreamError(
+            f"The upstream provider returned an answer that could not be read ({type(e).__name__})."
+        ) from None
 
 
-def translated(inner: WireFormat, out: Outbound) -> WireFormat:
+def translated(inner: WireFormat, out: Outbound, secrets: tuple[bytes, ...] = ()) -> WireFormat:
     """`inner` (a chat wire format) with its OpenAI-shaped answers turned into `out`'s API."""
 
     def from_upstream(raw: bytes, public: str, created: int) -> tuple[bytes, Any]:
         body, usage = inner.from_upstream(raw, public, created)
-        return orjson.dumps(out.plain(orjson.loads(body))), usage
+        with _upstream_fault():
+            return orjson.dumps(out.plain(orjson.loads(body))), usage
 
     def new_state(public: str, wants_usage: bool, created: int) -> Composed:
-        return Composed(inner.new_stream_state(public, True, created), out.stream())
+        return Composed(inner.new_stream_state(public, True, created), out.stream(), secrets)
 
     def events(segment: bytes, st: Composed) -> bytes:
         got = inner.from_upstream_events(segment, st.inner)
@@ -335,7 +352,7 @@ def translated(inner: WireFormat, out: Outbound) -> WireFormat:
 
 def chat_target(d: Deployment, out: Outbound) -> Target:
     """The deployment's own chat endpoint, its answers translated by `out`."""
-    return Target(translated(d.provider.wire, out), d.url, d.stream_url)
+    return Target(translated(d.provider.wire, out, d.provider.secrets), d.url, d.stream_url)
 
 
 __all__ = [

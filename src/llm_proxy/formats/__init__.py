@@ -42,6 +42,9 @@ class WireFormat:
     )
     # and the content-type of a plain answer (None: the upstream's own).
     content_type: bytes | None = b"application/json"
+    # A stream that cannot carry an error event (audio) ends a failure by cutting the
+    # connection, without the final chunk, so the client sees it was cut.
+    abort_on_failure: bool = False
 
 
 def _of(name: str, module: Any) -> WireFormat:
