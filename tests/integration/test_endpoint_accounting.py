@@ -12,21 +12,17 @@ tokens * price / 1e6, checked to the cent's millionth.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-from sqlalchemy import select
 
-from llm_proxy.store.db import make_engine
-from llm_proxy.store.tables import spend_log
 from tests.conftest import MASTER_KEY, GatewayFactory, RunningGateway
 from tests.fakes.openai import FakeOpenAI
 from tests.integration.accounts import client, new_key, request, wait_until
+from tests.integration.test_spend import logged
 
 ANTHROPIC_KEY = "test-anthropic-upstream-key-acct"
 USER: Any = [{"role": "user", "content": "hello big world"}]
@@ -91,32 +87,9 @@ def cost(p: dict[str, int], prompt: int, completion: int, cached: int = 0) -> fl
     return ((prompt - cached) * p["input"] + cached * cached_price + completion * p["output"]) / 1e6
 
 
-def fetch(gw: RunningGateway, stmt: Any) -> list[dict[str, Any]]:
-    """Rows of `stmt`, read through an engine of our own (the gateway's lives on its loop)."""
-
-    async def go() -> list[dict[str, Any]]:
-        engine = make_engine(gw.gw.runtime.settings)
-        try:
-            async with engine.connect() as conn:
-                return [dict(r._mapping) for r in (await conn.execute(stmt)).all()]
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def rows_of(gw: RunningGateway, key_id: str, n: int) -> list[dict[str, Any]]:
     """The key's spend_log rows once `n` are flushed (oldest first); no more may turn up."""
-    q = select(spend_log).where(spend_log.c.key_id == key_id).order_by(spend_log.c.ts)
-    got: list[dict[str, Any]] = []
-
-    def enough() -> bool:
-        got[:] = fetch(gw, q)
-        return len(got) >= n
-
-    wait_until(enough, timeout=10, step=0.1)
-    time.sleep(0.25)  # two more flush intervals
-    got[:] = fetch(gw, q)
+    got = logged(gw.gw.runtime.settings, key_id, n)
     assert len(got) == n, got
     return got
 
