@@ -75,9 +75,11 @@ def allowed(p: Principal, model: str) -> bool:
     return all(h is None or h.allows(model) for h in (p.key, p.team))
 
 
-def check_models(p: Principal, model: str) -> None:
+def check_models(p: Principal, model: str, alias: str | None = None) -> None:
+    """403 unless the key and team may use `model` (or `alias`: the public model a
+    `provider/<public model>` name stands for)."""
     for h in (p.key, p.team):
-        if h is not None and not h.allows(model):
+        if h is not None and not h.allows(model) and not (alias and h.allows(alias)):
             raise E.PermissionDeniedError(
                 f"This {'key' if h is p.key else 'team'} may not use the model '{model}'.",
                 param="model",

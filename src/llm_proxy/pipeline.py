@@ -129,7 +129,8 @@ async def serve(
             body, op = await endpoint.parse(raw, headers)
         rec.model, rec.stream, rec.body = body["model"], bool(body.get("stream")), body
         if principal.key is not None:
-            accounting.check_models(principal, rec.model)
+            alias = router.public_of(rec.model) if "/" in rec.model else None
+            accounting.check_models(principal, rec.model, alias)
         route = pick_route(router, body, headers)
         ticket = accounting.plan_for(
             principal,

@@ -167,3 +167,21 @@ def test_inference_upstream_failure_is_typed_openrouter(gw: RunningGateway) -> N
     assert status == 504
     err = json.loads(body)["error"]
     assert err["code"] == 504 and err["type"] == "openrouter"
+
+
+def test_a_catalog_id_is_callable_by_a_key_limited_to_the_public_name(
+    gw: RunningGateway, fake: FakeOpenAI
+) -> None:
+    from tests.integration.accounts import new_key
+
+    key = new_key(gw.url, models=["gpt-test"])["key"]
+    status, listing = gw.get_json("/api/v1/models", key=key)
+    assert status == 200
+    assert [m["id"] for m in listing["data"]] == ["fakeai/gpt-test"]
+    req = {"model": "fakeai/gpt-test", "messages": USER}
+    status, _, body = _post(gw, "/api/v1/inference", req, key=key)
+    assert status == 200, body
+    assert json.loads(body)["model"] == "fakeai/gpt-test"
+    assert fake.requests[-1].body["model"] == "fake-plain"  # type: ignore[index]
+    status, _, body = _post(gw, "/api/v1/inference", {**req, "model": "tool-model"}, key=key)
+    assert status == 403 and json.loads(body)["error"]["type"] == "permission"

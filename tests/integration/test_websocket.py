@@ -248,6 +248,16 @@ def test_protocol_errors_keep_the_socket_open(
         ({"type": "cancel", "id": "never-sent"}, 404, "never-sent", None),
         ({"type": "cancel"}, 400, None, "id"),
         (json.dumps(request("q6", "x" * 3000)), 413, None, None),
+        # Nested deeper than JSON output allows: an error for that id, not a dead socket.
+        (
+            '{"type":"inference_request","id":"q7","data":{"model":"gpt-test","x":'
+            + "[" * 300
+            + "]" * 300
+            + "}}",
+            400,
+            "q7",
+            None,
+        ),
     ]
     with open_ws(gw) as ws:
         for message, code, rid, param in cases:

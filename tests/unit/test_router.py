@@ -66,3 +66,15 @@ def test_provider_slash_public_model_is_that_models_deployment_there() -> None:
     r = _router(models=[{"name": "smart", "provider": "mock", "model": "echo"}])
     assert [(d.provider.name, d.model) for d in r.resolve("mock/smart")] == [("mock", "echo")]
     assert [(d.provider.name, d.model) for d in r.resolve("mock/lorem")] == [("mock", "lorem")]
+
+
+def test_provider_slash_public_model_keeps_the_models_policy() -> None:
+    r = _router(
+        models=[
+            {"name": "smart", "provider": "mock", "model": "echo", "fallbacks": ["other"]},
+            {"name": "other", "provider": "mock", "model": "lorem"},
+        ]
+    )
+    assert r.public_of("mock/smart") == "smart"
+    assert r.public_of("mock/lorem") is None and r.public_of("smart") is None
+    assert r.route("mock/smart").policy.fallbacks == ("other",)

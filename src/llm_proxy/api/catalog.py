@@ -33,6 +33,11 @@ MAX_LIMIT = 100
 _INT = re.compile(r"-?[0-9]+")
 
 
+def _may_use(p: Principal, e: Any) -> bool:
+    """A model is listed when the key may call it by its catalog id or its public name."""
+    return accounting.allowed(p, e.id) or accounting.allowed(p, e.model)
+
+
 def _json(doc: Any) -> Response:
     return Response(orjson.dumps(doc), media_type="application/json")
 
@@ -56,7 +61,7 @@ def int_param(q: QueryParams, name: str, default: int, lo: int, hi: int) -> int:
     raw = q.get(name)
     if raw is None:
         return default
-    if not _INT.fullmatch(raw.strip()) or not lo <= int(raw) <= hi:
+    if len(raw) > 12 or not _INT.fullmatch(raw.strip()) or not lo <= int(raw) <= hi:
         raise E.InvalidRequestError(
             f"'{name}' must be an integer from {lo} to {hi}; got {raw!r}.", param=name
         )
@@ -72,7 +77,7 @@ def visible(cat: Catalog, p: Principal) -> list[Entry]:
     """The entries whose model the key (and its team) may use."""
     if p.key is None and p.team is None:
         return list(cat.entries)
-    return [e for e in cat.entries if accounting.allowed(p, e.model)]
+    return [e for e in cat.entries if _may_use(p, e)]
 
 
 def _missing(model_id: str) -> E.NotFoundError:
@@ -141,7 +146,7 @@ class _Lookup:
 
     def find(self, request: Request, model_id: str) -> Entry | None:
         e = self.cache.get(self.gw.router.runtime).find(model_id)
-        if e is None or not accounting.allowed(_principal(request), e.model):
+        if e is None or not _may_use(_principal(request), e):
             return None
         return e
 

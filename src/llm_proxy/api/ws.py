@@ -107,6 +107,7 @@ _SEED_TYPES = {
     "authentication_error": "authentication",
     "permission_error": "permission",
     "rate_limit_error": "rate_limit",
+    "insufficient_quota": "rate_limit",  # a budget refusal (429 budget_exceeded)
     "upstream_error": "openrouter",
     "timeout_error": "openrouter",
     "service_unavailable_error": "openrouter",
@@ -568,8 +569,14 @@ class Connection:
             return
         if self.creds is not None and not await self._authenticate(self.creds, rid):
             return
+        try:
+            body = chat_body(data)
+        except (TypeError, orjson.JSONEncodeError):  # nested deeper than JSON output allows
+            msg = "The request body is nested too deeply."
+            await self.emit(error_doc(400, msg, "validation", rid, error_code="invalid_json"))
+            return
         self.seq += 1
-        s = Stream(self, rid, f"{self.rid}-{self.seq}", chat_body(data))
+        s = Stream(self, rid, f"{self.rid}-{self.seq}", body)
         self.streams[rid] = s
         task = asyncio.get_running_loop().create_task(self._run_stream(s))
         self.tasks.add(task)

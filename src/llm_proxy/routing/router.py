@@ -52,13 +52,22 @@ class Router:
                 Candidate(d, book.get(d.key, d.provider.pool, id(d) in self._configured))
                 for d in ordered
             ),
-            policy=self.runtime.policies.get(model, DEFAULT_POLICY),
+            policy=self.runtime.policies.get(self.public_of(model) or model, DEFAULT_POLICY),
             decision=book.decision(model),
         )
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[key] = route
         return route
+
+    def public_of(self, model: str) -> str | None:
+        """The configured public model a `provider/<public model>` name stands for (the
+        catalog's ids), when that provider serves it; else None."""
+        prefix, sep, rest = model.partition("/")
+        if not sep or model in self.runtime.models or prefix not in self.runtime.providers:
+            return None
+        deps = self.runtime.models.get(rest, ())
+        return rest if any(d.provider.name == prefix for d in deps) else None
 
     def resolve(self, model: str, forced_provider: str | None = None) -> tuple[Deployment, ...]:
         """The model's deployments in priority order; raises ModelNotFoundError."""
