@@ -489,3 +489,22 @@ def test_responses_stateful_fields_need_openai(env: Any) -> None:
         client.responses.create(model="compat-chat", input="x", previous_response_id="resp_1")
     body: Any = info.value.body
     assert body["param"] == "previous_response_id"
+
+
+def test_responses_passthrough_of_a_budgeted_key_is_capped_at_its_reservation(env: Any) -> None:
+    client, fake, gw = env
+    from tests.integration.accounts import new_key
+
+    key = new_key(gw.url, max_budget=5.0)["key"]
+    own = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key, max_retries=0, timeout=20)
+    own.responses.create(model="gpt-native", input="hello")
+    cap = gw.gw.runtime.settings.spend.reserve_max_tokens
+    assert fake.requests[-1].body == {
+        "model": "gpt-native-up",
+        "input": "hello",
+        "max_output_tokens": cap,
+    }
+    own.responses.create(model="gpt-native", input="hello", max_output_tokens=50)
+    assert fake.requests[-1].body["max_output_tokens"] == 50  # type: ignore[index]
+    client.responses.create(model="gpt-native", input="hello")  # the master key: no budget
+    assert "max_output_tokens" not in fake.requests[-1].body  # type: ignore[operator]

@@ -11,6 +11,7 @@ tools, `previous_response_id`) skips those deployments.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ from llm_proxy.endpoints.op import (
     openai_url,
     passthrough,
 )
-from llm_proxy.formats import openai_chat
+from llm_proxy.formats import WireFormat, openai_chat
 from llm_proxy.formats import openai_responses as R
 from llm_proxy.pipeline import Endpoint
 from llm_proxy.providers.registry import SPECS
@@ -101,6 +102,23 @@ def _native(d: Deployment) -> bool:
     return p.format == "openai" and p.type in NATIVE_TYPES and p.name not in _COMPAT
 
 
+def _capped(wire: WireFormat, body: dict[str, Any]) -> WireFormat:
+    """A budgeted call without an output limit is capped at what its budget reserved
+    (`spend.reserve_max_tokens`, set on the chat-shaped body by admission): passed through
+    as `max_output_tokens`."""
+    if body.get("max_output_tokens") is not None:
+        return wire
+    base = wire.to_upstream
+
+    def to_upstream(chat: dict[str, Any], model: str, params: dict[str, Any], s: bool) -> bytes:
+        cap = chat.get("max_completion_tokens")
+        if isinstance(cap, int):
+            return orjson.dumps({**body, "model": model, "max_output_tokens": cap})
+        return base(chat, model, params, s)
+
+    return dataclasses.replace(wire, to_upstream=to_upstream)
+
+
 def _chat_or_error(body: dict[str, Any]) -> tuple[dict[str, Any], E.GatewayError | None]:
     stateful = next((k for k in _STATEFUL if body.get(k) is not None), None)
     try:
@@ -147,9 +165,9 @@ async def parse(raw: bytes, headers: dict[bytes, bytes]) -> tuple[dict[str, Any]
             if url is not None:
                 wire = passthrough(
                     raw, body, openai_chat.from_upstream_error, _native_usage, _watch,
-                    error_event, has_events,
+                    error_event, has_events, d.provider.secrets,
                 )  # fmt: skip
-                return Target(wire, url, url)
+                return Target(_capped(wire, body), url, url)
         return chat_target(d, out) if why is None else None
 
     return chat, Op("the Responses API", pick, why=why)
