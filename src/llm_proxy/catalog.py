@@ -182,7 +182,8 @@ def _entry(ident: str, model: str, deps: tuple[Deployment, ...], info: ModelInfo
         "max_completion_tokens": info.max_completion_tokens or out,
     }
     haystack = "\n".join((ident, name, description)).lower()
-    return Entry(ident, model, ident.partition("/")[0], doc, haystack)
+    provider = ident.partition("/")[0] if "/" in ident else first.provider.name
+    return Entry(ident, model, provider, doc, haystack)
 
 
 _NO_INFO = ModelInfo()
