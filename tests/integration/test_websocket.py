@@ -397,11 +397,26 @@ def test_streams_per_connection_cap_and_idle_close(
 def test_public_ws_path_needs_no_key(
     gateway_factory: GatewayFactory, fake_upstream: tuple[FakeOpenAI, str]
 ) -> None:
-    gw = gateway_factory(ws_config(fake_upstream[1], top="public_paths: [/health, /ws]\n"))
+    top = "reload_interval: 0.1\npublic_paths: [/health, /ws]\n"
+    gw = gateway_factory(ws_config(fake_upstream[1], top=top))
     with open_ws(gw, key=None) as ws:
         send(ws, request("p", "open"))
         msgs = collect(ws, lambda ms: any(m["data"].get("done") for m in finals(ms, "p")))
         assert text_of(msgs, "p") == "fake: open"
+        # A reload makes /ws keyed: the open keyless socket may not go on.
+        path = gw.config_path
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(path.read_text().replace("public_paths: [/health, /ws]", "public_paths: []"))
+        tmp.replace(path)
+        deadline = time.monotonic() + 10
+        while gw.gw.reloads == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gw.gw.reloads == 1
+        send(ws, request("q", "again"))
+        err = recv(ws)
+        assert err["type"] == "error" and err["id"] == "q" and err["error"]["code"] == 401
+        assert recv(ws)["type"] == "close"
+        assert closed_with(ws) == 1008
 
 
 def test_disallowed_origin_is_refused(

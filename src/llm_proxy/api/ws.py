@@ -567,7 +567,14 @@ class Connection:
             msg = f"This socket already has {cap} requests in flight."
             await self.emit(error_doc(429, msg, "rate_limit", rid, error_code="too_many_streams"))
             return
-        if self.creds is not None and not await self._authenticate(self.creds, rid):
+        if self.creds is not None:
+            if not await self._authenticate(self.creds, rid):
+                return
+        elif WS_PATH not in self.gw.router.runtime.settings.public_paths:
+            # A keyless socket opened while /ws was public; a reload has made it keyed since.
+            msg = "This socket has no key and /ws is no longer public."
+            err = error_doc(401, msg, "authentication", rid, error_code="missing_api_key")
+            await self.shut(1008, "Authentication required", err)
             return
         try:
             body = chat_body(data)
