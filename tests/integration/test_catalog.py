@@ -356,8 +356,11 @@ def test_a_key_limited_to_one_model_sees_only_that_model(rg: RunningGateway) -> 
 
 
 def test_a_request_without_a_key_is_refused_before_the_catalog(rg: RunningGateway) -> None:
-    status, _, _ = request(rg.url, "GET", "/api/v1/models", key="")
+    status, _, doc = request(rg.url, "GET", "/api/v1/models", key="")
     assert status == 401
+    # Refused by the gateway before the route, still in seed 001's shape (with OpenAI's keys).
+    assert doc["error"]["code"] == 401 and doc["error"]["type"] == "authentication"
+    assert "message" in doc["error"] and "param" in doc["error"]
 
 
 def test_the_catalog_is_rebuilt_only_for_a_new_routing_table(rg: RunningGateway) -> None:

@@ -355,3 +355,13 @@ def test_count_tokens_estimate_is_rate_limited(env: Any) -> None:
         c.messages.count_tokens(model="gpt-test", messages=USER)
     body: Any = info.value.body
     assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+
+
+def test_a_wrong_key_is_refused_in_anthropic_shape(env: Any) -> None:
+    _, _, _, gw = env
+    bad = anthropic.Anthropic(base_url=gw.url, api_key="sk-wrong-key", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        bad.messages.create(model="gpt-test", max_tokens=5, messages=USER)
+    body: Any = info.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "authentication_error"
+    assert "sk-wrong-key" not in str(body)

@@ -8,7 +8,7 @@ import re
 import time
 from typing import Any
 
-from llm_proxy.api.http import send_error
+from llm_proxy.api.http import error_headers, send_error, send_json
 from llm_proxy.auth import ANONYMOUS, authenticate
 from llm_proxy.errors import (
     AuthenticationError,
@@ -54,6 +54,21 @@ async def _ip_admit(gw: Gateway, rate: Rate, request_id: str) -> list[tuple[byte
     if not verdict.ok:
         raise refusal(verdict)
     return rate_headers(verdict.states, time.time())
+
+
+async def _send_error_for(path: str, send: Any, err: GatewayError) -> None:
+    """A refusal before the route (401, 403, the IP limit's 429) in the route's own error shape:
+    seed 001's on /api/v1, Anthropic's on /v1/messages, else OpenAI's (all carry OpenAI's keys)."""
+    if path.startswith("/api/v1/"):
+        from llm_proxy.endpoints.seeds import seed1_error
+
+        await send_json(send, err.status, seed1_error(err), error_headers(err))
+    elif path.startswith("/v1/messages"):
+        from llm_proxy.formats.anthropic_inbound import error_body
+
+        await send_json(send, err.status, error_body(err), error_headers(err))
+    else:
+        await send_error(send, err)
 
 
 def _request_id(given: bytes | None) -> bytes:
@@ -196,7 +211,7 @@ class GatewayMiddleware:
                 await self.app(scope, receive, send_wrapper)
         except GatewayError as err:
             if not started:
-                await send_error(send_wrapper, err)
+                await _send_error_for(path, send_wrapper, err)
         except Exception:
             log.exception(
                 "unhandled error", extra={"request_id": state["request_id"], "path": path}
