@@ -21,6 +21,7 @@ Deployments an op has no target on are skipped by the call stage; a model with n
 from __future__ import annotations
 
 import contextlib
+import re
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -115,13 +116,15 @@ class PassState:
     usage: dict[str, Any] | None = None
     chunks: int = 0
     done: bool = False
-    upstream_key: bytes = b""
     scratch: dict[str, Any] = field(default_factory=dict)
     secrets: tuple[bytes, ...] = ()  # the provider's credentials, masked in errors we raise
 
 
 # Reads one stream event's data (usage, the end) into the state.
 Watch = Callable[[bytes, "PassState"], None]
+
+
+_MODEL_KEY = re.compile(rb'"model"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
 def _model_key(model: str) -> bytes:
@@ -166,12 +169,9 @@ def passthrough(
                 st.chunks += 1
                 watch(data, st)
         if b'"model"' in segment and segment.count(b'"model"') != segment.count(st.public_key):
-            if not st.upstream_key:
-                i = segment.find(b'"model":"')
-                j = segment.find(b'"', i + 9) if i >= 0 else -1
-                st.upstream_key = segment[i : j + 1] if j > 0 else b""
-            if st.upstream_key:
-                segment = segment.replace(st.upstream_key, st.public_key)
+            # Every `"model": "<id>"` key (compact or spaced) says the public name. A quote
+            # inside a JSON string is escaped, so text in content or arguments never matches.
+            segment = _MODEL_KEY.sub(st.public_key, segment)
         return segment
 
     def finish(st: PassState, leftover: list[bytes]) -> bytes:
