@@ -129,7 +129,10 @@ _STREAM_STATUS = {
 _DROP = frozenset(
     {b"connection", b"upgrade", b"content-length", b"transfer-encoding", b"content-type"}
 )
-_CANCEL_GRACE = 2.0  # seconds in-flight requests get to wind down before a hard cancel
+# Seconds in-flight requests get to wind down (their upstream call is cancelled at once; what
+# is left is settling limits and spooling spend, which may wait on Redis for its 5 s socket
+# timeout) before a hard cancel, which could otherwise lose a spend row.
+_CANCEL_GRACE = 10.0
 
 
 def _now_ms() -> int:
