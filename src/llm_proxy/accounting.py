@@ -146,9 +146,11 @@ def _worst_case(body: dict[str, Any], deployments: list[Any], prompt: int, setti
         out = settings.spend.reserve_max_tokens
         body["max_completion_tokens"] = out
     n = body.get("n")
-    if isinstance(n, int) and n > 1:
-        out *= n
-    return max((deployment_pricing(d).worst_case(prompt, out) for d in deployments), default=0.0)
+    units = n if isinstance(n, int) and n > 1 else 1
+    out *= units
+    return max(
+        (deployment_pricing(d).worst_case(prompt, out, units) for d in deployments), default=0.0
+    )
 
 
 async def admit(limits: Any, ticket: Ticket) -> None:
@@ -312,9 +314,12 @@ async def finish(gw: Any, rec: Any, p: Principal, ticket: Ticket | None) -> None
         # Cut short before the usage chunk: bill the prompt we sent (estimated, high).
         prompt = rec.est_prompt or (estimate_prompt_tokens(rec.body) if rec.body else 0)
     d = rec.served
-    cost = (
-        deployment_pricing(d).cost(prompt, completion, cached, reasoning) if d is not None else 0.0
-    )
+    cost = 0.0
+    if d is not None:
+        pricing = deployment_pricing(d)
+        cost = pricing.cost(prompt, completion, cached, reasoning)
+        if pricing.per_request and 200 <= rec.status < 300:
+            cost += pricing.per_request * rec.units
     done = settlement(ticket, cost, prompt + completion) if ticket is not None else None
     if done is not None:
         try:

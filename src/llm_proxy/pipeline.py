@@ -66,6 +66,7 @@ class CallRecord:
     est_prompt: int = 0  # the admission's prompt estimate (bills a stream cut before usage)
     body: Any = None  # the validated request (for that estimate when admission made none)
     ttft_ms: float | None = None
+    units: int = 1  # what a per-request price is charged for (images: how many)
 
 
 @dataclass(slots=True)
@@ -126,7 +127,7 @@ async def serve(
         if endpoint is None:
             body = validate_chat(parse_json(raw))
         else:
-            body, op = await endpoint.parse(raw, headers)
+            body, op = await _parsed(endpoint, raw, headers, rec)
         rec.model, rec.stream, rec.body = body["model"], bool(body.get("stream")), body
         if principal.key is not None:
             alias = router.public_of(rec.model) if "/" in rec.model else None
@@ -187,6 +188,15 @@ async def serve(
         await accounting.finish(gw, rec, principal, ticket if admitted else None)
         if settings.log_requests:
             record_call(rec)
+
+
+async def _parsed(
+    endpoint: Endpoint, raw: bytes, headers: dict[bytes, bytes], rec: CallRecord
+) -> tuple[dict[str, Any], Any]:
+    body, op = await endpoint.parse(raw, headers)
+    if op is not None:
+        rec.units = op.units
+    return body, op
 
 
 async def _send_failure(send: Any, err: E.GatewayError, endpoint: Endpoint | None) -> None:

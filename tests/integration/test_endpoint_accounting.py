@@ -64,6 +64,8 @@ models:
   - {{name: gpt-native, provider: fakeai, model: gpt-native-up, price: {_price(NATIVE)}}}
   - {{name: compat-chat, provider: vllm, model: fake-plain, price: {_price(COMPAT)}}}
   - {{name: claude-dear, provider: claude, model: claude-fake, price: {_price(DEAR)}}}
+  - {{name: img, provider: fakeai, model: dall-e-3, price: {{input: 0, output: 0, per_request: 0.04}}}}
+  - {{name: tts, provider: fakeai, model: tts-1, price: {{input: 0, output: 0, per_request: 0.015}}}}
 """
 
 
@@ -458,3 +460,23 @@ def test_messages_worst_case_over_the_budget_is_refused(
     assert sum(r["cost"] for r in rows) == pytest.approx(0.008)
     assert all(r["completion_tokens"] == 4 for r in billed)
     wait_until(lambda: budget_left(gw, k["key"]) == pytest.approx(0.002))
+
+
+def test_a_per_request_price_bills_and_budgets_images_and_speech(gw: RunningGateway) -> None:
+    k = new_key(gw.url, max_budget=0.1)
+    c = client(gw.url, k["key"])
+    r = c.images.generate(model="img", prompt="a cat", n=2)
+    assert len(r.data or []) == 2
+    with c.audio.speech.with_streaming_response.create(
+        model="tts", input="hello", voice="alloy"
+    ) as speech:
+        assert speech.read().startswith(b"ID3")
+    rows = rows_of(gw, k["id"], 2)
+    assert [(row["model"], row["status"]) for row in rows] == [("img", 200), ("tts", 200)]
+    assert rows[0]["cost"] == pytest.approx(0.08)  # two images at $0.04
+    assert rows[1]["cost"] == pytest.approx(0.015)
+    # $0.005 is left: two more images ($0.08 at worst) cannot be covered.
+    with pytest.raises(openai.RateLimitError) as info:
+        c.images.generate(model="img", prompt="a cat", n=2)
+    body: Any = info.value.body
+    assert body["code"] == "budget_exceeded"

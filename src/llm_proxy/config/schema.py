@@ -112,6 +112,9 @@ class Price(Strict):
     output: float = Field(ge=0)
     cached_input: float | None = Field(default=None, ge=0)  # cache reads; else `input`
     reasoning: float | None = Field(default=None, ge=0)  # reasoning tokens; else `output`
+    # USD per answered call (per image on /v1/images/generations): what tokens do not price,
+    # e.g. images, speech and transcriptions.
+    per_request: float = Field(default=0.0, ge=0)
 
 
 class DeploymentConfig(Strict):

@@ -56,7 +56,7 @@ async def parse(raw: bytes, headers: dict[bytes, bytes]) -> tuple[dict[str, Any]
             passthrough(sent, sent_doc, openai_chat.from_upstream_error, _usage), url, url
         )
 
-    return body, Op("image generation", pick)
+    return body, Op("image generation", pick, units=body.get("n") or 1)
 
 
 ENDPOINT = Endpoint(parse)

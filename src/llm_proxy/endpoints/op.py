@@ -47,7 +47,7 @@ class Target:
 class Op:
     """One request's choice of Target per deployment (cached: attempts ask again)."""
 
-    __slots__ = ("_cache", "_pick", "condensable", "name", "why")
+    __slots__ = ("_cache", "_pick", "condensable", "name", "units", "why")
 
     def __init__(
         self,
@@ -55,8 +55,10 @@ class Op:
         pick: Callable[[Deployment], Target | None],
         condensable: bool = False,
         why: E.GatewayError | None = None,
+        units: int = 1,
     ) -> None:
         self.name = name
+        self.units = units  # what a per-request price is charged for (images: n)
         self._pick = pick
         self._cache: dict[int, Target | None] = {}
         self.condensable = condensable  # a context-length error may be condensed and retried

@@ -21,6 +21,7 @@ class Pricing:
     output: float
     cached_input: float
     reasoning: float
+    per_request: float = 0.0  # USD per answered call (per unit: images)
 
     def cost(self, prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> float:
         """USD for this usage; cached tokens are part of the prompt, reasoning of the completion."""
@@ -33,8 +34,12 @@ class Pricing:
             + reasoning * self.reasoning
         )
 
-    def worst_case(self, prompt_tokens: int, max_tokens: int) -> float:
-        return prompt_tokens * self.input + max_tokens * max(self.output, self.reasoning)
+    def worst_case(self, prompt_tokens: int, max_tokens: int, units: int = 1) -> float:
+        return (
+            prompt_tokens * self.input
+            + max_tokens * max(self.output, self.reasoning)
+            + units * self.per_request
+        )
 
 
 FREE = Pricing(0.0, 0.0, 0.0, 0.0)
@@ -91,6 +96,7 @@ def deployment_pricing(d: Any) -> Pricing:
             p.output / _M,
             (p.cached_input if p.cached_input is not None else p.input) / _M,
             (p.reasoning if p.reasoning is not None else p.output) / _M,
+            p.per_request,
         )
     else:
         got = catalog_pricing(d.provider.type, d.provider.name, d.model) or FREE
