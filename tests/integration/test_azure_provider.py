@@ -154,3 +154,19 @@ def test_azure_ai_foundry_endpoint(
     seen = fake.requests[-1]
     assert (seen.path, seen.query) == ("/models/chat/completions", "api-version=2024-05-01-preview")
     assert seen.headers["api-key"] == AZ_KEY and seen.body["model"] == "fake-plain"
+
+
+def test_embeddings_and_images_use_the_deployment_path(
+    gateway_factory: Any, fake_upstream: tuple[FakeOpenAI, str], fake: FakeOpenAI
+) -> None:
+    cfg = _config(fake_upstream[1]) + "  - {name: az-emb, provider: az, model: emb-deploy}\n"
+    client = gateway_factory(cfg).client()
+    r = client.embeddings.create(model="az-emb", input=["a", "bb"], encoding_format="float")
+    assert len(r.data) == 2 and r.model == "az-emb"
+    seen = fake.requests[-1]
+    assert seen.path == "/openai/deployments/emb-deploy/embeddings"
+    assert seen.query == "api-version=2024-10-21" and seen.headers["api-key"] == AZ_KEY
+    assert seen.body["input"] == ["a", "bb"]
+    img = client.images.generate(model="az-emb", prompt="a cat")
+    assert img.data and img.data[0].url
+    assert fake.requests[-1].path == "/openai/deployments/emb-deploy/images/generations"
