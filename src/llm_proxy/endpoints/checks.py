@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from llm_proxy.canonical.chat import parse_json
-from llm_proxy.errors import InvalidRequestError
+from llm_proxy.formats.checks import invalid
 
-
-def bad(message: str, param: str | None, code: str = "invalid_value") -> InvalidRequestError:
-    return InvalidRequestError(message, param=param, code=code)
+bad = invalid  # a 400 naming its parameter
 
 
 def json_object(raw: bytes) -> dict[str, Any]:

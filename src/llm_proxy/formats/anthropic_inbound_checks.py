@@ -10,6 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_proxy import errors as E
+from llm_proxy.formats.checks import invalid as _invalid
+from llm_proxy.formats.checks import is_int as _is_int
+from llm_proxy.formats.checks import is_number as _is_number
 
 MIN_THINKING_BUDGET = 1024  # Anthropic's smallest thinking budget
 _MODEL_MAX = 256
@@ -21,24 +24,12 @@ _THINKING_TYPES = ("enabled", "disabled", "adaptive")
 # --- validation -----------------------------------------------------------------------------
 
 
-def _invalid(message: str, param: str | None, code: str = "invalid_value") -> E.InvalidRequestError:
-    return E.InvalidRequestError(message, param=param, code=code)
-
-
 def _missing(param: str) -> E.InvalidRequestError:
     return _invalid(f"{param}: Field required.", param, "missing_required_parameter")
 
 
 def _wrong_type(param: str, expected: str) -> E.InvalidRequestError:
     return _invalid(f"{param}: Input should be {expected}.", param, "invalid_type")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _require(obj: dict[str, Any], key: str, where: str, kind: type, expected: str) -> Any:

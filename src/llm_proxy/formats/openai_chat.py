@@ -228,6 +228,20 @@ def finish_events(
     return frame(out) if out else b""
 
 
+def usage_totals(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A chat usage object with integer prompt and completion tokens and a total; None stays
+    None. A non-numeric count from the upstream raises ValueError (the translators' callers
+    turn that into a 502)."""
+    if usage is None:
+        return None
+    out = dict(usage)
+    prompt = int(out.get("prompt_tokens") or 0)
+    completion = int(out.get("completion_tokens") or 0)
+    out.update(prompt_tokens=prompt, completion_tokens=completion)
+    out.setdefault("total_tokens", prompt + completion)
+    return out
+
+
 def is_json(data: bytes) -> bool:
     try:
         orjson.loads(data)

@@ -55,10 +55,11 @@ from typing import Any
 import orjson
 
 from llm_proxy import errors as E
+from llm_proxy.formats import openai_chat
+from llm_proxy.formats.checks import invalid as _invalid
+from llm_proxy.formats.checks import is_int as _is_int
 from llm_proxy.formats.openai_responses_checks import (
     MIN_OUTPUT_TOKENS,
-    _invalid,
-    _is_int,
     _unsupported,
     validate,
 )
@@ -508,14 +509,7 @@ class StreamTranslator:
     @property
     def usage(self) -> dict[str, Any] | None:
         """The OpenAI chat-shaped usage seen so far (prompt, completion and total tokens)."""
-        if self._usage is None:
-            return None
-        usage = dict(self._usage)
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        usage.update(prompt_tokens=prompt, completion_tokens=completion)
-        usage.setdefault("total_tokens", prompt + completion)
-        return usage
+        return openai_chat.usage_totals(self._usage)
 
     def feed(self, chunk: dict[str, Any]) -> bytes:
         """One parsed chunk -> zero or more SSE events (b"" when there is nothing to say)."""

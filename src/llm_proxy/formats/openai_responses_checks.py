@@ -10,6 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_proxy import errors as E
+from llm_proxy.formats.checks import invalid as _invalid
+from llm_proxy.formats.checks import is_int as _is_int
+from llm_proxy.formats.checks import is_number as _is_number
 
 _MODEL_MAX = 256
 MIN_OUTPUT_TOKENS = 16  # CreateResponse.max_output_tokens minimum
@@ -25,10 +28,6 @@ _STATEFUL = {
 # --- validation -----------------------------------------------------------------------------
 
 
-def _invalid(message: str, param: str | None, code: str = "invalid_value") -> E.InvalidRequestError:
-    return E.InvalidRequestError(message, param=param, code=code)
-
-
 def _missing(param: str) -> E.InvalidRequestError:
     return _invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
 
@@ -41,14 +40,6 @@ def _unsupported(
     message: str, param: str, code: str = "unsupported_value"
 ) -> E.InvalidRequestError:
     return _invalid(message, param, code)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _at(where: str, key: str) -> str:
