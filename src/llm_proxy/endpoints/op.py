@@ -32,7 +32,7 @@ import orjson
 from llm_proxy import errors as E
 from llm_proxy.attempt import event_error
 from llm_proxy.formats import WireFormat, openai_chat
-from llm_proxy.formats.sse import SSEDecoder, payloads
+from llm_proxy.formats.sse import payloads
 from llm_proxy.runtime import Deployment
 
 
@@ -363,7 +363,6 @@ __all__ = [
     "Outbound",
     "PassState",
     "RawDecoder",
-    "SSEDecoder",
     "Target",
     "chat_target",
     "openai_url",

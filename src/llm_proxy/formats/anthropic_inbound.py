@@ -270,10 +270,6 @@ def _usage(u: dict[str, Any] | None) -> dict[str, int]:
     }
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _message(
     id: str, model: str, content: list[dict[str, Any]], stop: str | None
 ) -> dict[str, Any]:
@@ -282,28 +278,6 @@ def _message(
         "id": id, "type": "message", "role": "assistant", "model": model, "content": content,
         "stop_reason": stop, "stop_sequence": None,
     }  # fmt: skip
-
-
-def _first_choice(choices: Any) -> dict[str, Any] | None:
-    if not isinstance(choices, list):
-        return None
-    for choice in choices:
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # some servers answer with text parts
-        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-    return ""
-
-
-def _reasoning_of(d: dict[str, Any]) -> str:
-    value = d.get("reasoning_content") or d.get("reasoning")
-    return value if isinstance(value, str) else ""
 
 
 def _tool_input(raw: Any) -> dict[str, Any]:
@@ -318,29 +292,21 @@ def _tool_input(raw: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"_raw_arguments": str(raw)}
 
 
-def _tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        return [c for c in calls if isinstance(c, dict)]
-    legacy = message.get("function_call")  # the deprecated single-call form
-    return [{"function": legacy}] if isinstance(legacy, dict) else []
-
-
 def from_chat(doc: dict[str, Any], model: str) -> dict[str, Any]:
     """An OpenAI chat.completion -> the Anthropic Message object (choice 0 only)."""
-    choice = _first_choice(doc.get("choices")) or {}
-    message = _obj(choice.get("message"))
+    choice = openai_chat.first_choice(doc.get("choices")) or {}
+    message = openai_chat.as_dict(choice.get("message"))
     content: list[dict[str, Any]] = []
-    thinking = _reasoning_of(message)
+    thinking = openai_chat.reasoning_of(message)
     if thinking:
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
-    text = _text_of(message.get("content"))
+    text = openai_chat.text_of(message.get("content"))
     refusal = message.get("refusal") if isinstance(message.get("refusal"), str) else ""
     if text or refusal:
         content.append({"type": "text", "text": text or refusal})
-    calls = _tool_calls_of(message)
+    calls = openai_chat.tool_calls_of(message)
     for n, call in enumerate(calls):
-        fn = _obj(call.get("function"))
+        fn = openai_chat.as_dict(call.get("function"))
         content.append(
             {
                 "type": "tool_use",
@@ -414,7 +380,7 @@ class StreamTranslator:
         if self._done or (not choices and not has_usage):
             return b""
         out = [] if self._started else [self._message_start(chunk)]
-        choice = _first_choice(choices)
+        choice = openai_chat.first_choice(choices)
         if choice is not None and self._finish is None:
             out.extend(self._on_choice(choice))
         if self._finish is not None and has_usage:
@@ -442,9 +408,9 @@ class StreamTranslator:
         return _event("message_start", {"message": message})
 
     def _on_choice(self, choice: dict[str, Any]) -> list[bytes]:
-        delta = _obj(choice.get("delta"))
+        delta = openai_chat.as_dict(choice.get("delta"))
         out: list[bytes] = []
-        reasoning = _reasoning_of(delta)
+        reasoning = openai_chat.reasoning_of(delta)
         if reasoning:
             out.extend(self._text_delta("thinking", reasoning))
         text = delta.get("content")
@@ -497,7 +463,7 @@ class StreamTranslator:
     def _tool_delta(self, call: dict[str, Any]) -> list[bytes]:
         tool_index = call["index"] if _is_int(call.get("index")) else 0
         call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
-        fn = _obj(call.get("function"))
+        fn = openai_chat.as_dict(call.get("function"))
         out: list[bytes] = []
         if not self._continues(tool_index, call_id):
             if call_id is None and tool_index in self._tool_indices:
@@ -593,7 +559,7 @@ def _block_texts(block: dict[str, Any]) -> Iterator[str | None]:
             if isinstance(inner, dict):
                 yield from _block_texts(inner)
     elif kind in ("image", "document"):
-        source = _obj(block.get("source"))
+        source = openai_chat.as_dict(block.get("source"))
         yield str(source.get("data") or "") if source.get("type") == "text" else None
 
 

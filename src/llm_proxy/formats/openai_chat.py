@@ -228,6 +228,43 @@ def finish_events(
     return frame(out) if out else b""
 
 
+# --- reading chat answers (for the inbound translators) ------------------------------
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def first_choice(choices: Any) -> dict[str, Any] | None:
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # some servers answer with text parts
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def reasoning_of(d: dict[str, Any]) -> str:
+    value = d.get("reasoning_content") or d.get("reasoning")
+    return value if isinstance(value, str) else ""
+
+
+def tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        return [c for c in calls if isinstance(c, dict)]
+    legacy = message.get("function_call")  # the deprecated single-call form
+    return [{"function": legacy}] if isinstance(legacy, dict) else []
+
+
 def usage_totals(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """A chat usage object with integer prompt and completion tokens and a total; None stays
     None. A non-numeric count from the upstream raises ValueError (the translators' callers

@@ -281,10 +281,6 @@ def _text(out: dict[str, Any], text: dict[str, Any] | None) -> None:
 # --- responses ------------------------------------------------------------------------------
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _new_id() -> str:
     return "resp_" + uuid.uuid4().hex
 
@@ -293,36 +289,16 @@ def _suffix(response_id: str) -> str:
     return response_id.removeprefix("resp_")
 
 
-def _first_choice(choices: Any) -> dict[str, Any] | None:
-    if not isinstance(choices, list):
-        return None
-    for choice in choices:
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # some servers answer with text parts
-        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-    return ""
-
-
-def _reasoning_of(d: dict[str, Any]) -> str:
-    value = d.get("reasoning_content") or d.get("reasoning")
-    return value if isinstance(value, str) else ""
-
-
 def _usage(u: dict[str, Any] | None) -> dict[str, Any] | None:
     """OpenAI chat usage -> Responses usage (None when the upstream sent none)."""
     if u is None:
         return None
     prompt = int(u.get("prompt_tokens") or 0)
     completion = int(u.get("completion_tokens") or 0)
-    cached = int(_obj(u.get("prompt_tokens_details")).get("cached_tokens") or 0)
-    reasoning = int(_obj(u.get("completion_tokens_details")).get("reasoning_tokens") or 0)
+    cached = int(openai_chat.as_dict(u.get("prompt_tokens_details")).get("cached_tokens") or 0)
+    reasoning = int(
+        openai_chat.as_dict(u.get("completion_tokens_details")).get("reasoning_tokens") or 0
+    )
     return {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
@@ -350,8 +326,8 @@ def _response(
     usage: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The Response object; the request's settings echoed as the API echoes them."""
-    reasoning = _obj(request.get("reasoning"))
-    text = dict(_obj(request.get("text")))
+    reasoning = openai_chat.as_dict(request.get("reasoning"))
+    text = dict(openai_chat.as_dict(request.get("text")))
     text["format"] = text.get("format") or {"type": "text"}
     parallel = request.get("parallel_tool_calls")
     return {
@@ -405,14 +381,6 @@ def _call_item(
     }  # fmt: skip
 
 
-def _tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        return [c for c in calls if isinstance(c, dict)]
-    legacy = message.get("function_call")  # the deprecated single-call form
-    return [{"function": legacy}] if isinstance(legacy, dict) else []
-
-
 def _arguments(raw: Any) -> str:
     if isinstance(raw, str):
         return raw
@@ -423,16 +391,16 @@ def from_chat(doc: dict[str, Any], request: dict[str, Any], created_at: int) -> 
     """An OpenAI chat.completion -> the Response object (choice 0 only)."""
     response_id = _new_id()
     suffix = _suffix(response_id)
-    choice = _first_choice(doc.get("choices")) or {}
+    choice = openai_chat.first_choice(doc.get("choices")) or {}
     finish = choice.get("finish_reason")
     status = "incomplete" if finish in _INCOMPLETE else "completed"
-    message = _obj(choice.get("message"))
+    message = openai_chat.as_dict(choice.get("message"))
     output: list[dict[str, Any]] = []
-    reasoning = _reasoning_of(message)
+    reasoning = openai_chat.reasoning_of(message)
     if reasoning:
         output.append(_reasoning_item(f"rs_{suffix}", reasoning, status))
     content: list[dict[str, Any]] = []
-    text = _text_of(message.get("content"))
+    text = openai_chat.text_of(message.get("content"))
     if text:
         content.append(_text_part(text))
     refusal = message.get("refusal")
@@ -440,8 +408,8 @@ def from_chat(doc: dict[str, Any], request: dict[str, Any], created_at: int) -> 
         content.append({"type": "refusal", "refusal": refusal})
     if content:
         output.append(_message_item(f"msg_{suffix}", content, status))
-    for n, call in enumerate(_tool_calls_of(message)):
-        fn = _obj(call.get("function"))
+    for n, call in enumerate(openai_chat.tool_calls_of(message)):
+        fn = openai_chat.as_dict(call.get("function"))
         call_id = str(call.get("id") or f"call_{suffix}_{n}")
         name = str(fn.get("name") or "")
         output.append(
@@ -521,7 +489,7 @@ class StreamTranslator:
         if self._done:
             return b""
         out = self._start()
-        choice = _first_choice(chunk.get("choices"))
+        choice = openai_chat.first_choice(chunk.get("choices"))
         if choice is not None and not self._finished:
             out.extend(self._on_choice(choice))
         if self._finished and has_usage:
@@ -573,9 +541,9 @@ class StreamTranslator:
         ]
 
     def _on_choice(self, choice: dict[str, Any]) -> list[bytes]:
-        delta = _obj(choice.get("delta"))
+        delta = openai_chat.as_dict(choice.get("delta"))
         out: list[bytes] = []
-        reasoning = _reasoning_of(delta)
+        reasoning = openai_chat.reasoning_of(delta)
         if reasoning:
             out.extend(self._reasoning_delta(reasoning))
         for kind, key in (("output_text", "content"), ("refusal", "refusal")):
@@ -654,7 +622,7 @@ class StreamTranslator:
     def _call_delta(self, call: dict[str, Any]) -> list[bytes]:
         index = call["index"] if _is_int(call.get("index")) else 0
         call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
-        fn = _obj(call.get("function"))
+        fn = openai_chat.as_dict(call.get("function"))
         name = fn.get("name") if isinstance(fn.get("name"), str) else ""
         out: list[bytes] = []
         item = self._calls.get(index)
